@@ -1,0 +1,5 @@
+"""paper-agent: cited answers over a collection of research papers."""
+
+from agent.offline import go_offline
+
+go_offline()

@@ -1,0 +1,45 @@
+"""Domain errors. Each carries the context a user needs to act; front ends map them to exit or HTTP codes."""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base of every error the library raises on purpose."""
+
+
+class UnreadablePaper(AgentError):
+    """A file, or one line of it, could not be read as papers. Ingest reports it and goes on."""
+
+    def __init__(self, path: str, reason: str, line: int | None = None) -> None:
+        self.path, self.reason, self.line = path, reason, line
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {reason}")
+
+
+class IndexNotBuilt(AgentError):
+    """The index is empty: nothing has been ingested yet."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"the index at {where} is empty: run `paper-agent ingest` first")
+
+
+class ModelServerUnavailable(AgentError):
+    """The model server did not answer, or answered with an error."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url, self.reason = url, reason
+        super().__init__(f"model server at {url} is unavailable: {reason}")
+
+
+class PaperNotFound(AgentError):
+    def __init__(self, paper_id: str) -> None:
+        self.paper_id = paper_id
+        super().__init__(f"no paper with id {paper_id!r} in the index")
+
+
+class Overloaded(AgentError):
+    """Too many generations are running or queued; try again later."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(f"too many questions in flight; retry after {retry_after_s} s")

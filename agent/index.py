@@ -1,0 +1,294 @@
+"""Papers -> chunks -> embeddings -> Chroma. The only module that owns a Chroma client.
+
+Two collections: `<name>` holds one record per chunk (its text, paper id, title, position, page, source and a
+content hash), `<name>__papers` one record per paper (abstract or full text, metadata). Chunk ids are
+`{paper_id}:{position}`, so re-ingesting the same files upserts nothing new, and the content hash lets an
+unchanged chunk skip re-embedding altogether.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+from tqdm import tqdm
+
+from agent.embed import Embedder
+from agent.errors import IndexNotBuilt
+from agent.settings import IndexSettings, Settings
+from agent.types import Chunk, Paper, Passage
+
+OnBatch = Callable[[list[Chunk]], None]
+
+
+@dataclass
+class IngestStats:
+    papers: int = 0  # papers in the files read
+    chunks: int = 0  # chunks those papers make
+    embedded: int = 0  # chunks that were new or changed, so were embedded and written
+    deleted: int = 0  # chunks of papers no longer in the files (or shorter than before), removed
+
+
+# --- chunking ------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _splitter(chunk_tokens: int, chunk_overlap: int) -> Any:
+    import tiktoken
+    from llama_index.core.node_parser import SentenceSplitter
+
+    encoding = tiktoken.get_encoding("cl100k_base")  # read from llama-index's bundled cache (agent.offline)
+    return SentenceSplitter(chunk_size=chunk_tokens, chunk_overlap=chunk_overlap, tokenizer=encoding.encode)
+
+
+def chunk_paper(paper: Paper, settings: IndexSettings) -> list[Chunk]:
+    """Token-aware chunks of a paper's text, each knowing its position and (for PDFs) its page."""
+    texts = _splitter(settings.chunk_tokens, settings.chunk_overlap).split_text(paper.text)
+    chunks, cursor = [], 0
+    for position, text in enumerate(texts):
+        start = paper.text.find(text[:64], cursor)
+        cursor = max(cursor, start)
+        chunks.append(
+            Chunk(
+                id=f"{paper.id}:{position}",
+                paper_id=paper.id,
+                title=paper.title,
+                position=position,
+                text=text,
+                page=_page_at(paper, start),
+                source=paper.source,
+            )
+        )
+    return chunks
+
+
+def _page_at(paper: Paper, offset: int) -> int | None:
+    page = None
+    for number, start in paper.page_starts:
+        if start > offset:
+            break
+        page = number
+    return page
+
+
+def embedding_text(chunk: Chunk) -> str:
+    """What gets embedded: the title gives every chunk of a paper the paper's topic, not just its first."""
+    return f"{chunk.title}\n{chunk.text}"
+
+
+# --- the store -----------------------------------------------------------------------------------
+
+
+def make_client(settings: Settings) -> Any:
+    """An embedded Chroma (PersistentClient in the data dir), or an HttpClient when a server URL is set."""
+    import chromadb
+
+    chroma_settings = chromadb.Settings(anonymized_telemetry=False)
+    url = settings.index.chroma_url
+    if url:
+        parsed = urlparse(url)
+        return chromadb.HttpClient(
+            host=parsed.hostname or "localhost",
+            port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+            ssl=parsed.scheme == "https",
+            settings=chroma_settings,
+        )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.data_dir / "chroma"), settings=chroma_settings)
+
+
+class Index:
+    """The paper collection in Chroma: ingest, query by vector, look papers up."""
+
+    def __init__(self, settings: Settings, client: Any = None) -> None:
+        self.settings = settings.index
+        self.where = settings.index.chroma_url or str(settings.data_dir / "chroma")
+        self.client = client if client is not None else make_client(settings)
+        space = {"hnsw:space": "cosine"}
+        self.chunks = self.client.get_or_create_collection(
+            self.settings.collection, metadata=space, embedding_function=None
+        )
+        self.papers = self.client.get_or_create_collection(
+            f"{self.settings.collection}__papers", metadata=space, embedding_function=None
+        )
+
+    # ingest -----------------------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        papers: Sequence[Paper],
+        embedder: Embedder,
+        *,
+        progress: bool = True,
+        on_batch: OnBatch | None = None,
+    ) -> IngestStats:
+        """Upsert the papers' chunks; drop chunks of these sources' papers that are gone. Idempotent."""
+        chunks = [c for paper in papers for c in chunk_paper(paper, self.settings)]
+        hashes = {c.id: _content_hash(c, embedder.name) for c in chunks}
+        stored = self._stored_hashes(list(hashes))
+        todo = [c for c in chunks if stored.get(c.id) != hashes[c.id]]
+        stale = self._stale_ids(papers, set(hashes))
+        if stale:
+            self.chunks.delete(ids=stale)
+            self.papers.delete(ids=self._paper_ids_without_chunks(stale))
+        vectors = self._embed_and_write(todo, hashes, embedder, progress, on_batch)
+        changed = {c.paper_id for c in todo}
+        self._write_papers([p for p in papers if p.id in changed], chunks, vectors)
+        return IngestStats(papers=len(papers), chunks=len(chunks), embedded=len(todo), deleted=len(stale))
+
+    def _stored_hashes(self, ids: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for batch in _batches(ids, 1000):
+            got = self.chunks.get(ids=batch, include=["metadatas"])
+            found.update({i: str(m.get("hash")) for i, m in zip(got["ids"], got["metadatas"] or [])})
+        return found
+
+    def _stale_ids(self, papers: Sequence[Paper], keep: set[str]) -> list[str]:
+        """Stored chunks from the files being ingested, or of the papers being ingested, that are not in `keep`."""
+        sources = sorted({p.source for p in papers})
+        paper_ids = sorted({p.id for p in papers})
+        if not sources:
+            return []
+        where = {"$or": [{"source": {"$in": sources}}, {"paper_id": {"$in": paper_ids}}]}
+        got = self.chunks.get(where=where, include=[])
+        return [i for i in got["ids"] if i not in keep]
+
+    def _paper_ids_without_chunks(self, deleted_chunk_ids: list[str]) -> list[str]:
+        candidates = sorted({i.rsplit(":", 1)[0] for i in deleted_chunk_ids})
+        left = self.chunks.get(where={"paper_id": {"$in": candidates}}, include=["metadatas"])
+        alive = {m["paper_id"] for m in left["metadatas"] or []}
+        return [p for p in candidates if p not in alive]
+
+    def _embed_and_write(
+        self,
+        todo: list[Chunk],
+        hashes: dict[str, str],
+        embedder: Embedder,
+        progress: bool,
+        on_batch: OnBatch | None,
+    ) -> dict[str, np.ndarray]:
+        # Longest first, like sentence-transformers does within one call: batches of similar length pad less.
+        todo = sorted(todo, key=lambda c: len(c.text) + len(c.title), reverse=True)
+        vectors: dict[str, np.ndarray] = {}
+        size = self.settings.embed_batch_size
+        with tqdm(total=len(todo), desc="embedding chunks", unit="chunk", disable=not progress or not todo) as bar:
+            for batch in _batches(todo, size):
+                embedded = embedder.embed([embedding_text(c) for c in batch])
+                self.chunks.upsert(
+                    ids=[c.id for c in batch],
+                    embeddings=embedded,
+                    documents=[c.text for c in batch],
+                    metadatas=[_chunk_metadata(c, hashes[c.id]) for c in batch],
+                )
+                vectors.update(zip((c.id for c in batch), embedded))
+                if on_batch is not None:
+                    on_batch(batch)
+                bar.update(len(batch))
+        return vectors
+
+    def _write_papers(self, papers: Sequence[Paper], chunks: list[Chunk], vectors: dict[str, np.ndarray]) -> None:
+        """One record per changed paper; its vector is the mean of its chunks' (a paper-level embedding)."""
+        by_paper: dict[str, list[np.ndarray]] = {}
+        counts: dict[str, int] = {}
+        for c in chunks:
+            counts[c.paper_id] = counts.get(c.paper_id, 0) + 1
+            if c.id in vectors:
+                by_paper.setdefault(c.paper_id, []).append(vectors[c.id])
+        for batch in _batches([p for p in papers if p.id in by_paper], 500):
+            means = [np.mean(by_paper[p.id], axis=0) for p in batch]
+            self.papers.upsert(
+                ids=[p.id for p in batch],
+                embeddings=[m / (np.linalg.norm(m) or 1.0) for m in means],
+                documents=[p.text for p in batch],
+                metadatas=[_paper_metadata(p, counts[p.id]) for p in batch],
+            )
+
+    # read -------------------------------------------------------------------------------------------
+
+    def query(self, vector: np.ndarray, n: int) -> list[Passage]:
+        """The `n` chunks nearest to `vector`, best first; score is cosine similarity."""
+        if self.chunks.count() == 0:
+            raise IndexNotBuilt(self.where)
+        got = self.chunks.query(query_embeddings=[vector], n_results=n, include=["documents", "metadatas", "distances"])
+        return [
+            _passage(i, doc, meta, 1.0 - dist)
+            for i, doc, meta, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0])
+        ]
+
+    def get_paper(self, paper_id: str) -> Paper | None:
+        got = self.papers.get(ids=[paper_id], include=["documents", "metadatas"])
+        if not got["ids"]:
+            return None
+        return _paper_from_record(got["ids"][0], got["documents"][0], got["metadatas"][0])
+
+    def iter_chunks(self, batch: int = 2000) -> Iterator[Passage]:
+        """Every stored chunk (score 0), in pages: what a lexical index is built from."""
+        total = self.chunks.count()
+        for offset in range(0, total, batch):
+            got = self.chunks.get(limit=batch, offset=offset, include=["documents", "metadatas"])
+            for i, doc, meta in zip(got["ids"], got["documents"], got["metadatas"]):
+                yield _passage(i, doc, meta, 0.0)
+
+    def stats(self) -> dict[str, int]:
+        return {"papers": self.papers.count(), "chunks": self.chunks.count()}
+
+
+def _content_hash(chunk: Chunk, embedder_name: str) -> str:
+    """Changes when anything that goes into the chunk's stored vector or record changes."""
+    key = "\x1f".join([embedder_name, chunk.title, chunk.text, str(chunk.page)])
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def _chunk_metadata(chunk: Chunk, content_hash: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "paper_id": chunk.paper_id,
+        "title": chunk.title,
+        "position": chunk.position,
+        "source": chunk.source,
+        "hash": content_hash,
+    }
+    if chunk.page is not None:
+        meta["page"] = chunk.page
+    return meta
+
+
+def _paper_metadata(paper: Paper, n_chunks: int) -> dict[str, Any]:
+    meta = {k: v for k, v in paper.metadata().items() if v not in (None, [], "") and k != "paper_id"}
+    meta["authors"] = "; ".join(paper.authors)
+    meta["chunks"] = n_chunks
+    return meta
+
+
+def _passage(chunk_id: str, text: str, meta: dict[str, Any], score: float) -> Passage:
+    return Passage(
+        chunk_id=chunk_id,
+        paper_id=str(meta["paper_id"]),
+        title=str(meta["title"]),
+        text=text,
+        score=float(score),
+        position=int(meta.get("position", 0)),
+        page=meta.get("page"),
+    )
+
+
+def _paper_from_record(paper_id: str, text: str, meta: dict[str, Any]) -> Paper:
+    authors = tuple(a for a in str(meta.get("authors") or "").split("; ") if a)
+    return Paper(
+        id=paper_id,
+        title=str(meta["title"]),
+        text=text,
+        source=str(meta.get("source", "")),
+        authors=authors,
+        year=meta.get("year"),
+        url=meta.get("url"),
+    )

@@ -1,0 +1,109 @@
+"""The nouns of the pipeline: Paper -> Chunk -> Passage -> Citation -> Answer."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+def paper_id_for(title: str) -> str:
+    """Stable paper id: `p` + the first 8 hex digits of the SHA-1 of the exact title."""
+    return "p" + hashlib.sha1(title.encode("utf-8")).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class Paper:
+    id: str
+    title: str
+    text: str  # the abstract, or the full text of a PDF
+    source: str  # file the paper was read from
+    authors: tuple[str, ...] = ()
+    year: int | None = None
+    url: str | None = None
+    # For PDFs: (page number, character offset where that page starts in `text`), so chunks know their page.
+    page_starts: tuple[tuple[int, int], ...] = ()
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-friendly description of the paper, without its text."""
+        return {
+            "paper_id": self.id,
+            "title": self.title,
+            "authors": list(self.authors),
+            "year": self.year,
+            "url": self.url,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class Chunk:
+    id: str  # `{paper_id}:{position}`, stable across re-ingests of the same text
+    paper_id: str
+    title: str
+    position: int  # 0-based index of the chunk within its paper
+    text: str
+    page: int | None = None
+    source: str = ""  # the file the paper was read from
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk with its score (higher is better)."""
+
+    chunk_id: str
+    paper_id: str
+    title: str
+    text: str
+    score: float
+    position: int = 0
+    page: int | None = None
+
+
+@dataclass(frozen=True)
+class PaperHit:
+    """A paper ranked by a search, with the passages that matched it best first."""
+
+    paper_id: str
+    title: str
+    score: float
+    passages: tuple[Passage, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "paper_id": self.paper_id,
+            "title": self.title,
+            "score": round(self.score, 6),
+            "passages": [asdict(p) for p in self.passages],
+        }
+
+
+@dataclass(frozen=True)
+class Citation:
+    number: int  # the [n] shown in the answer text
+    paper_id: str
+    title: str
+    quote: str  # the sentence of the source that best supports the citing sentence(s)
+    support: float  # verifier score in [0, 1]
+
+
+@dataclass
+class Answer:
+    text: str
+    citations: list[Citation] = field(default_factory=list)
+    passages: list[Passage] = field(default_factory=list)
+    refused: bool = False
+    timings: dict[str, float] = field(default_factory=dict)  # retrieval_ms, ttft_ms, total_ms, ...
+    verification: dict[str, Any] = field(default_factory=dict)
+    question: str = ""  # the standalone question actually searched (after follow-up rewriting)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "answer": self.text,
+            "citations": [asdict(c) for c in self.citations],
+            "refused": self.refused,
+            "timings": self.timings,
+            "verification": self.verification,
+            "question": self.question,
+            "passages": [asdict(p) for p in self.passages],
+        }
