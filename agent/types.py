@@ -107,3 +107,31 @@ class Answer:
             "question": self.question,
             "passages": [asdict(p) for p in self.passages],
         }
+
+
+# --- what `ask_stream` yields, in this order: Sources once, Delta many times, Final once ---------
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The retrieved passages, sent before the model's first token so the user sees them at once."""
+
+    passages: tuple[Passage, ...]
+    question: str  # the standalone question searched
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of the model's raw reply as it streams (before verification)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Final:
+    """The verified answer: it replaces the streamed text."""
+
+    answer: Answer
+
+
+StreamEvent = Sources | Delta | Final
