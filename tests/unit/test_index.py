@@ -1,0 +1,96 @@
+"""Chunking and the Chroma store, with a deterministic hash embedder and an embedded Chroma in a temp dir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from agent.corpus import read_paths
+from agent.index import Index, chunk_paper
+from agent.retrieve import Retriever
+from agent.settings import IndexSettings, RetrieveSettings, Settings
+from agent.types import Paper, paper_id_for
+from tests.conftest import HashEmbedder
+
+
+def _write(path: Path, papers: dict[str, str]) -> Path:
+    path.write_text("".join(json.dumps({"title": t, "abstract": a}) + "\n" for t, a in papers.items()))
+    return path
+
+
+def _ingest(index: Index, *paths: Path) -> tuple[int, int, int]:
+    stats = index.ingest(read_paths(paths).papers, HashEmbedder(), progress=False)
+    return stats.chunks, stats.embedded, stats.deleted
+
+
+def _stored_ids(index: Index) -> set[str]:
+    return set(index.chunks.get(include=[])["ids"])
+
+
+LONG = " ".join(f"Sentence number {i} talks about sparse attention kernels and their speed." for i in range(60))
+
+
+def test_chunks_are_token_bounded_and_positioned() -> None:
+    paper = Paper(id="p1", title="T", text=LONG, source="s")
+    chunks = chunk_paper(paper, IndexSettings(chunk_tokens=64, chunk_overlap=8))
+    assert len(chunks) > 5
+    assert [c.position for c in chunks] == list(range(len(chunks)))
+    assert [c.id for c in chunks] == [f"p1:{i}" for i in range(len(chunks))]
+    import tiktoken
+
+    enc = tiktoken.get_encoding("cl100k_base")
+    assert max(len(enc.encode(c.text)) for c in chunks) <= 64
+
+
+def test_pdf_chunks_know_their_page() -> None:
+    page_one, page_two = "First page words. " * 40, "Second page words. " * 40
+    text = page_one + "\n\n" + page_two
+    paper = Paper(id="p1", title="T", text=text, source="x.pdf", page_starts=((1, 0), (2, len(page_one) + 2)))
+    chunks = chunk_paper(paper, IndexSettings(chunk_tokens=48, chunk_overlap=0))
+    assert chunks[0].page == 1 and chunks[-1].page == 2
+
+
+def test_reingest_is_idempotent(tmp_settings: Settings, tmp_path: Path) -> None:
+    index = Index(tmp_settings)
+    path = _write(tmp_path / "a.jsonl", {"Alpha": "About alpha particles.", "Beta": LONG})
+    chunks, embedded, deleted = _ingest(index, path)
+    assert embedded == chunks and deleted == 0
+    before = (index.stats(), _stored_ids(index))
+    assert _ingest(index, path) == (chunks, 0, 0)  # nothing re-embedded, nothing removed
+    assert (index.stats(), _stored_ids(index)) == before
+
+
+def test_changed_file_replaces_its_chunks(tmp_settings: Settings, tmp_path: Path) -> None:
+    index = Index(tmp_settings)
+    path = _write(tmp_path / "a.jsonl", {"Alpha": "About alpha particles.", "Beta": LONG, "Gamma": "Gamma rays."})
+    other = _write(tmp_path / "b.jsonl", {"Delta": "Delta wings."})
+    _ingest(index, path, other)
+    beta_chunks = {i for i in _stored_ids(index) if i.startswith(paper_id_for("Beta"))}
+    assert len(beta_chunks) > 1
+
+    # Beta shrinks to one chunk, Gamma is gone, Alpha is unchanged; b.jsonl is not re-read.
+    _write(path, {"Alpha": "About alpha particles.", "Beta": "Now a short abstract."})
+    chunks, embedded, deleted = _ingest(index, path)
+    ids = _stored_ids(index)
+    assert (chunks, embedded, deleted) == (2, 1, len(beta_chunks))  # Beta's old chunks beyond 0, and Gamma's
+    assert ids == {f"{paper_id_for(t)}:0" for t in ("Alpha", "Beta", "Delta")}
+    assert index.stats() == {"papers": 3, "chunks": 3}
+    assert index.get_paper(paper_id_for("Gamma")) is None
+    assert index.get_paper(paper_id_for("Beta")).text == "Now a short abstract."
+
+
+def test_dense_search_ranks_papers(tmp_settings: Settings, tmp_path: Path) -> None:
+    index = Index(tmp_settings)
+    _ingest(index, _write(tmp_path / "a.jsonl", {"Alpha": "alpha particles decay", "Beta": "beta blockers heart"}))
+    hits = Retriever(index, HashEmbedder(), RetrieveSettings(mode="dense")).search("alpha particles", top_k=2)
+    assert [h.title for h in hits] == ["Alpha", "Beta"]
+    assert hits[0].score > hits[1].score and hits[0].passages[0].paper_id == hits[0].paper_id
+
+
+def test_paper_record_round_trip(tmp_settings: Settings, tmp_path: Path) -> None:
+    index = Index(tmp_settings)
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps({"title": "T", "abstract": "A.", "authors": ["X Y", "Z"], "year": 2020}) + "\n")
+    _ingest(index, path)
+    paper = index.get_paper(paper_id_for("T"))
+    assert (paper.title, paper.text, paper.authors, paper.year) == ("T", "A.", ("X Y", "Z"), 2020)
