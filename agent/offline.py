@@ -18,6 +18,8 @@ _FORCED = {
     "RAGAS_DO_NOT_TRACK": "true",
     "DO_NOT_TRACK": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    # Not a phone-home, but the hub's progress bars ("Loading weights") clutter every CLI call.
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
 }
 
 
