@@ -1,0 +1,179 @@
+"""Chunks -> a BM25 index (bm25s), persisted beside Chroma and kept in step with it.
+
+The lexical index is derived data: it is rebuilt from the chunks Chroma stores (`Index.iter_chunks()`), never
+from the source files, so the two cannot disagree about what a chunk says. A fingerprint of every chunk's id,
+title and text is stored with it; `sync_lexical` compares it with Chroma's current chunks and rebuilds when they
+differ (the corpus is small: reading every chunk takes tens of milliseconds, rebuilding under a second).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import shutil
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from agent.index import Index
+from agent.types import Passage
+
+# Changes whenever tokenisation or scoring changes, so an index persisted by older code is rebuilt, not misread.
+FORMAT = "bm25s-lucene-k1.5-b0.75-en-snowball-title/1"
+_K1, _B = 1.5, 0.75  # the usual Lucene defaults; the public set is insensitive to them (0.9-1.5, 0.4-0.75)
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")  # bm25s's own default pattern
+
+
+class _Analyzer:
+    """Lower-case words of 2+ characters, English stop words dropped, Snowball-stemmed (bm25s's defaults)."""
+
+    def __init__(self) -> None:
+        import Stemmer
+        from bm25s.stopwords import STOPWORDS_EN
+
+        self.stopwords = frozenset(STOPWORDS_EN)
+        self.stemmer = Stemmer.Stemmer("english")
+
+    def __call__(self, text: str) -> list[str]:
+        words = [w for w in _TOKEN.findall(text.lower()) if w not in self.stopwords]
+        return self.stemmer.stemWords(words)
+
+
+def lexical_text(passage: Passage) -> str:
+    """What gets indexed: title and text, like the dense side embeds (a title word matches every chunk)."""
+    return f"{passage.title}\n{passage.text}"
+
+
+def fingerprint(passages: Iterable[Passage]) -> str:
+    """SHA-1 of every chunk's id, title and text (order-free), plus FORMAT: equal iff the index is current."""
+    digest = hashlib.sha1(FORMAT.encode("utf-8"))
+    for p in sorted(passages, key=lambda p: p.chunk_id):
+        digest.update("\x1e".join([p.chunk_id, p.title, p.text]).encode("utf-8") + b"\x1f")
+    return digest.hexdigest()
+
+
+class LexicalIndex:
+    """BM25 over the stored chunks, held in memory; `query` never touches the disk."""
+
+    def __init__(self, bm25: object | None, passages: list[Passage], fingerprint: str) -> None:
+        self.bm25 = bm25  # a bm25s.BM25, or None for an empty collection (bm25s cannot index nothing)
+        self.passages = passages
+        self.fingerprint = fingerprint
+        self.analyze = _Analyzer()
+
+    @classmethod
+    def build(cls, passages: Iterable[Passage]) -> LexicalIndex:
+        """Index the chunks' title + text."""
+        import bm25s
+
+        chunks = sorted(passages, key=lambda p: p.chunk_id)
+        if not chunks:
+            return cls(None, [], fingerprint([]))
+        analyze = _Analyzer()
+        bm25 = bm25s.BM25(k1=_K1, b=_B, method="lucene")
+        bm25.index([analyze(lexical_text(p)) for p in chunks], show_progress=False)
+        return cls(bm25, [_unscored(p) for p in chunks], fingerprint(chunks))
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    @property
+    def chunk_ids(self) -> set[str]:
+        return {p.chunk_id for p in self.passages}
+
+    def query(self, text: str, n: int) -> list[Passage]:
+        """The `n` best-scoring chunks that share at least one term with `text`, best first; score is BM25."""
+        tokens = self.analyze(text)
+        if self.bm25 is None or not tokens:
+            return []
+        ids = self.bm25.get_tokens_ids(tokens)  # type: ignore[attr-defined]
+        if not ids:
+            return []
+        scores = self.bm25.get_scores_from_ids(ids)  # type: ignore[attr-defined]
+        n = min(n, len(scores))
+        top = np.argpartition(-scores, n - 1)[:n]
+        top = top[np.lexsort((top, -scores[top]))]  # best first; ties by position, so results are deterministic
+        return [_scored(self.passages[i], float(scores[i])) for i in top if scores[i] > 0]
+
+    # persistence ------------------------------------------------------------------------------------
+
+    def save(self, folder: Path) -> None:
+        """Write the index to `folder`, replacing what was there in one rename (readers never see half)."""
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex}")
+        tmp.mkdir()
+        try:
+            if self.bm25 is not None:
+                self.bm25.save(str(tmp / "bm25"), show_progress=False)  # type: ignore[attr-defined]
+            rows = "\n".join(json.dumps(asdict(p), ensure_ascii=False) for p in self.passages)
+            (tmp / "chunks.jsonl").write_text(rows, encoding="utf-8")
+            meta = {"format": FORMAT, "fingerprint": self.fingerprint, "chunks": len(self.passages)}
+            (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+            _swap_in(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load(cls, folder: Path) -> LexicalIndex | None:
+        """The index saved in `folder`, or None when there is none, it is damaged, or another FORMAT wrote it."""
+        import bm25s
+
+        meta = _read_meta(folder)
+        if meta is None:
+            return None
+        try:
+            lines = (folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
+            passages = [Passage(**json.loads(line)) for line in lines if line]
+            bm25 = bm25s.BM25.load(str(folder / "bm25"), show_progress=False) if passages else None
+        except (OSError, ValueError, TypeError):
+            return None  # rebuilt from Chroma by the caller: the index is derived data
+        return cls(bm25, passages, str(meta["fingerprint"]))
+
+
+def stored_fingerprint(folder: Path) -> str | None:
+    """The fingerprint of the index saved in `folder`, without loading it."""
+    meta = _read_meta(folder)
+    return None if meta is None else str(meta["fingerprint"])
+
+
+def sync_lexical(index: Index, folder: Path) -> LexicalIndex:
+    """The lexical index for what Chroma holds now: loaded from `folder` if current, else rebuilt and saved there."""
+    chunks = list(index.iter_chunks())
+    current = fingerprint(chunks)
+    if stored_fingerprint(folder) == current:
+        loaded = LexicalIndex.load(folder)
+        if loaded is not None and loaded.fingerprint == current:
+            return loaded
+    lexical = LexicalIndex.build(chunks)
+    with contextlib.suppress(OSError):  # subtle: a read-only data dir (an image) still gets a correct index in memory
+        lexical.save(folder)
+    return lexical
+
+
+def _read_meta(folder: Path) -> dict | None:
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if meta.get("format") == FORMAT else None
+
+
+def _swap_in(tmp: Path, folder: Path) -> None:
+    old = folder.with_name(f"{folder.name}.old-{uuid.uuid4().hex}")
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _unscored(p: Passage) -> Passage:
+    return Passage(p.chunk_id, p.paper_id, p.title, p.text, 0.0, p.position, p.page)
+
+
+def _scored(p: Passage, score: float) -> Passage:
+    return Passage(p.chunk_id, p.paper_id, p.title, p.text, score, p.position, p.page)

@@ -1,0 +1,160 @@
+"""Retrieval quality and search latency per retriever mode on a question set, in one run.
+
+    PAPER_AGENT_DATA_DIR=/tmp/my-index .venv/bin/python bench/bench_retrieval.py [--questions FILE] [--repeat 3]
+
+Quality (by paper id, unanswerable questions left out): hit@1, hit@5 and MRR@10 over single-gold questions,
+recall@10 over multi-gold ones, for dense, lexical, hybrid (relative-score fusion), hybrid with reciprocal rank
+fusion, and the plain baseline: all-MiniLM-L6-v2 over title + abstract, one vector per paper, brute-force cosine.
+Latency: each mode's `Retriever.search` against the raw dense baseline measured in the same run, interleaved
+question by question: one `SentenceTransformer.encode` of the query + one raw `collection.query` (`candidates`
+results) on the same Chroma collection. Needs an ingested index (`paper-agent ingest`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+import agent  # noqa: F401  (offline environment first)
+from agent.retrieve import Retriever
+from agent.service import PaperAgent
+from agent.settings import PROJECT_ROOT, Settings
+
+PUBLIC = PROJECT_ROOT / "eval" / "datasets" / "public.jsonl"
+DEPTH = 10
+Search = Callable[[str], list[str]]  # question -> paper ids, best first
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=Path, default=PUBLIC)
+    parser.add_argument("--repeat", type=int, default=3, help="timed passes over the questions")
+    args = parser.parse_args()
+
+    questions = [json.loads(line) for line in args.questions.read_text().splitlines() if line.strip()]
+    paper_agent = PaperAgent(Settings())
+    searches = _searches(paper_agent)
+    raw = _raw_dense(paper_agent)
+    print(f"index: {paper_agent.settings.data_dir}  {paper_agent.index.stats()}  questions: {args.questions.name}")
+
+    quality = {name: _quality(search, questions) for name, search in searches.items()}
+    latency = _latency({"raw dense": raw, **searches}, [q["question"] for q in questions], args.repeat)
+    _print_table(quality, latency, len(questions) * args.repeat)
+
+
+def _searches(paper_agent: PaperAgent) -> dict[str, Search]:
+    """One retriever per mode, sharing the index, the model and the BM25 index; plus the paper-vector baseline."""
+    base = paper_agent.settings.retrieve
+    lexical = paper_agent.lexical
+    variants = {
+        "dense": {"mode": "dense"},
+        "lexical": {"mode": "lexical"},
+        "hybrid": {"mode": "hybrid"},
+        "hybrid (rrf)": {"mode": "hybrid", "fusion": "rrf", "dense_weight": 0.5},
+    }
+    searches: dict[str, Search] = {}
+    for name, change in variants.items():
+        settings = base.model_validate({**base.model_dump(), **change})
+        retriever = Retriever(paper_agent.index, paper_agent.embedder, settings, lexical)
+        searches[name] = lambda q, r=retriever: [h.paper_id for h in r.search(q, DEPTH)]
+    searches["baseline (paper vec)"] = _paper_vector_baseline(paper_agent)
+    return searches
+
+
+def _paper_vector_baseline(paper_agent: PaperAgent) -> Search:
+    """all-MiniLM-L6-v2 over title + abstract, one vector per paper, brute-force cosine."""
+    got = paper_agent.index.papers.get(include=["documents", "metadatas"])
+    texts = [f"{meta['title']}\n{doc}" for doc, meta in zip(got["documents"], got["metadatas"])]
+    ids = np.array(got["ids"])
+    vectors = paper_agent.embedder.embed(texts)
+
+    def search(question: str) -> list[str]:
+        scores = vectors @ paper_agent.embedder.embed([question])[0]
+        return list(ids[np.argsort(-scores, kind="stable")[:DEPTH]])
+
+    return search
+
+
+def _raw_dense(paper_agent: PaperAgent) -> Search:
+    """The latency floor: one encode and one Chroma query, no Passage objects, no ranking."""
+    model = paper_agent.embedder.model  # type: ignore[attr-defined]
+    collection = paper_agent.index.chunks
+    n = paper_agent.settings.retrieve.candidates
+
+    def search(question: str) -> list[str]:
+        vector = model.encode(question, normalize_embeddings=True, convert_to_numpy=True)
+        got = collection.query(query_embeddings=[vector], n_results=n)
+        return got["ids"][0]
+
+    return search
+
+
+def _quality(search: Search, questions: list[dict]) -> dict[str, float]:
+    single: list[tuple[float, float, float]] = []
+    recall: list[float] = []
+    for q in questions:
+        gold = set(q["gold_ids"])
+        if not gold:
+            continue
+        ranked = search(q["question"])
+        if len(gold) == 1:
+            rank = next((i for i, pid in enumerate(ranked, 1) if pid in gold), None)
+            single.append((float(rank == 1), float(rank is not None and rank <= 5), 1.0 / rank if rank else 0.0))
+        else:
+            recall.append(len(gold & set(ranked[:DEPTH])) / len(gold))
+    h1, h5, mrr = (statistics.fmean(col) for col in zip(*single))
+    return {"hit@1": h1, "hit@5": h5, "mrr@10": mrr, "recall@10": statistics.fmean(recall), "n": len(single)}
+
+
+def _latency(searches: dict[str, Search], questions: list[str], repeat: int) -> dict[str, list[float]]:
+    """Milliseconds per search; modes take turns on each question so load drift hits them all alike."""
+    for search in searches.values():  # warm-up: first calls pay one-off allocation and cache costs
+        for q in questions[:5]:
+            search(q)
+    times: dict[str, list[float]] = {name: [] for name in searches}
+    names = list(searches)
+    for r in range(repeat):
+        for i, q in enumerate(questions):
+            shift = (r + i) % len(names)
+            for name in names[shift:] + names[:shift]:
+                start = time.perf_counter()
+                searches[name](q)
+                times[name].append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def _print_table(quality: dict[str, dict[str, float]], latency: dict[str, list[float]], samples: int) -> None:
+    raw = latency["raw dense"]
+    raw_p50, raw_p95 = _pct(raw, 50), _pct(raw, 95)
+    n_single = int(next(iter(quality.values()))["n"])
+    print(f"quality: {n_single} single-gold questions (hit@k, MRR@10), multi-gold recall@10; {samples} timed searches")
+    print(
+        f"{'mode':22s} {'hit@1':>6s} {'hit@5':>6s} {'MRR@10':>7s} {'rec@10':>7s} {'p50 ms':>7s} {'p95 ms':>7s} "
+        f"{'p50/raw':>7s} {'p95/raw':>7s}"
+    )
+    blank = f"{'':>6s} {'':>6s} {'':>7s} {'':>7s}"
+    print(f"{'raw dense (floor)':22s} {blank} {raw_p50:7.2f} {raw_p95:7.2f} {1:7.2f} {1:7.2f}")
+    for name, q in quality.items():
+        p50, p95 = _pct(latency[name], 50), _pct(latency[name], 95)
+        print(
+            f"{name:22s} {q['hit@1']:6.3f} {q['hit@5']:6.3f} {q['mrr@10']:7.3f} {q['recall@10']:7.3f} "
+            f"{p50:7.2f} {p95:7.2f} {p50 / raw_p50:7.2f} {p95 / raw_p95:7.2f}"
+        )
+    print(
+        "goals for the default (hybrid): hit@1 >= 0.90, hit@5 >= 0.98, MRR@10 >= 0.93, recall@10 = 1.0, "
+        "latency <= 1.3x raw"
+    )
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+if __name__ == "__main__":
+    main()
