@@ -109,13 +109,20 @@ class Index:
         self.settings = settings.index
         self.where = settings.index.chroma_url or str(settings.data_dir / "chroma")
         self.client = client if client is not None else make_client(settings)
-        space = {"hnsw:space": "cosine"}
-        self.chunks = self.client.get_or_create_collection(
-            self.settings.collection, metadata=space, embedding_function=None
-        )
-        self.papers = self.client.get_or_create_collection(
-            f"{self.settings.collection}__papers", metadata=space, embedding_function=None
-        )
+        self.chunks = self._collection(self.settings.collection)
+        self.papers = self._collection(f"{self.settings.collection}__papers")
+
+    def _collection(self, name: str) -> Any:
+        """A cosine collection that stores our vectors (never Chroma's downloading default embedder)."""
+        hnsw = {"space": "cosine", "ef_search": self.settings.hnsw_ef_search}
+        collection = self.client.get_or_create_collection(name, configuration={"hnsw": hnsw}, embedding_function=None)
+        # subtle: Chroma rebuilds its HNSW graph from the log in parallel when a process opens it, so with a
+        # narrow search the tail of the top 60 differed between processes. A search as wide as the collection
+        # is exact and repeatable; an existing collection gets the setting here.
+        current = (collection.configuration_json or {}).get("hnsw") or {}
+        if current.get("ef_search") != self.settings.hnsw_ef_search:
+            collection.modify(configuration={"hnsw": {"ef_search": self.settings.hnsw_ef_search}})
+        return collection
 
     # ingest -----------------------------------------------------------------------------------------
 

@@ -5,6 +5,9 @@ mediocre chunks cannot crowd out a short one with one excellent match. Hybrid se
 *before* fusing: each retriever's best chunk per paper is normalised against that retriever's other candidate
 papers, then the two are mixed with `dense_weight`. Fusing chunk lists instead (what llama-index's
 `QueryFusionRetriever` does) lets a paper's two halves split its credit, and measured worse on the public set.
+Min-max scaling is anchored by each list's weakest candidate, so the candidate depth matters: 40 chunks left the
+floor among half-relevant papers (a paper ranked 34th by dense but 2nd by BM25 fell out of the top 10); 50-80
+measured the same and better, 90+ measured worse at the top (hit@1 0.88 -> 0.86). The default is 60.
 """
 
 from __future__ import annotations

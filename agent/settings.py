@@ -32,6 +32,9 @@ class IndexSettings(Section):
     chunk_tokens: int = Field(256, ge=32, le=2048, description="Chunk size in tokens (cl100k_base).")
     chunk_overlap: int = Field(32, ge=0, le=512, description="Token overlap between neighbouring chunks.")
     embed_batch_size: int = Field(64, ge=1, le=1024, description="Texts per embedding batch.")
+    hnsw_ef_search: int = Field(
+        1000, ge=10, le=100_000, description="HNSW search breadth; at least the chunk count makes dense search exact."
+    )
 
 
 class EmbedSettings(Section):
@@ -43,9 +46,24 @@ class EmbedSettings(Section):
 
 
 class RetrieveSettings(Section):
-    mode: Literal["dense", "lexical", "hybrid"] = Field("dense", description="Retriever: dense, lexical or hybrid.")
+    mode: Literal["dense", "lexical", "hybrid"] = Field(
+        "hybrid", description="Retriever: dense (Chroma), lexical (BM25) or hybrid (both, fused per paper)."
+    )
     top_k: int = Field(5, ge=1, le=50, description="Papers returned by a search.")
-    candidates: int = Field(40, ge=1, le=500, description="Chunks fetched from each retriever before fusion.")
+    candidates: int = Field(
+        60,
+        ge=1,
+        le=500,
+        description="Chunks fetched from each retriever before fusion (also the depth min-max scaling spans).",
+    )
+    fusion: Literal["relative_score", "rrf"] = Field(
+        "relative_score",
+        description="Hybrid fusion: min-max-normalised weighted scores per paper, or reciprocal rank fusion.",
+    )
+    dense_weight: float = Field(
+        0.7, ge=0.0, le=1.0, description="Hybrid: weight of the dense retriever; lexical gets 1 - this."
+    )
+    rrf_k: int = Field(60, ge=1, le=1000, description="Hybrid with fusion=rrf: the k in 1 / (k + rank).")
 
 
 class LLMSettings(Section):
@@ -82,10 +100,30 @@ class ServerSettings(Section):
 
 
 class AnswerSettings(Section):
-    max_passages: int = Field(4, ge=1, le=20, description="Passages shown to the model.")
-    max_passage_tokens: int = Field(120, ge=16, le=2048, description="Token budget per passage in the prompt.")
-    min_support: float = Field(0.5, ge=0.0, le=1.0, description="Verifier score a sentence needs to be kept.")
-    min_relevance: float = Field(0.3, ge=0.0, le=1.0, description="Best-passage score below which we refuse.")
+    """How a question becomes a cited answer; thresholds measured by `bench/calibrate_answer.py`."""
+
+    max_passages: int = Field(3, ge=1, le=20, description="Passages (best chunk of each top paper) shown to the model.")
+    max_passage_tokens: int = Field(
+        100, ge=16, le=2048, description="Prompt budget per passage, filled with its sentences closest to the question."
+    )
+    min_support: float = Field(
+        0.6, ge=0.0, le=1.0, description="Share of a sentence's content words its source must contain to keep it."
+    )
+    min_relevance: float = Field(
+        0.40, ge=0.0, le=1.0, description="Refuse unasked when no shown sentence reaches this cosine to the question."
+    )
+    min_evidence: float = Field(
+        0.51, ge=0.0, le=1.0, description="Cosine to the question a source sentence needs to be quoted or relied on."
+    )
+    output: Literal["text", "json"] = Field(
+        "text", description="Reply asked of the model: free text citing [n], or JSON-schema-constrained sentences."
+    )
+    max_tokens: int = Field(120, ge=16, le=4096, description="Most tokens the model may write for one answer.")
+    max_sentences: int = Field(3, ge=1, le=10, description="Most sentences in a structured (json) reply.")
+    max_sentence_chars: int = Field(200, ge=20, le=2000, description="Longest sentence in a structured (json) reply.")
+    fallback_sentences: int = Field(2, ge=1, le=10, description="Source sentences quoted when the model's reply fails.")
+    rewrite_followups: bool = Field(True, description="Rewrite follow-up questions into standalone ones first.")
+    prompts_dir: Path | None = Field(None, description="Folder of prompt templates; unset = the project's `prompts/`.")
 
 
 class ServeSettings(Section):
@@ -94,12 +132,26 @@ class ServeSettings(Section):
     api_key: str | None = Field(None, description="If set, every route but /health needs `Authorization: Bearer KEY`.")
     max_question_chars: int = Field(2000, ge=1, description="Longest question accepted.")
     max_queue: int = Field(4, ge=1, description="Generations running or waiting before /ask answers 503.")
+    retry_after_s: int = Field(5, ge=1, le=3600, description="Retry-After seconds sent with an overload 503.")
+    ui: bool = Field(True, description="Mount the Gradio chat UI at `/`.")
+    examples: int = Field(4, ge=0, le=20, description="Example questions the chat UI offers.")
+    embed_threads: int = Field(
+        1, ge=1, le=256, description="Torch threads for query embedding while serving (the rest serve HTTP)."
+    )
 
 
 class EvalSettings(Section):
     judge_base_url: str | None = Field(None, description="Judge model URL for ragas; unset = the answering model.")
     judge_model: str | None = Field(None, description="Judge model name; unset = the answering model's.")
     concurrency: int = Field(2, ge=1, le=64, description="Questions evaluated at once.")
+    judge_max_tokens: int = Field(1024, ge=64, le=8192, description="Most tokens the judge may write per ragas step.")
+    judge_timeout_s: float = Field(180.0, gt=0, description="Seconds one ragas metric may take on one question.")
+    judge_min_selftest: float = Field(
+        0.8, ge=0.0, le=1.0, description="Share of the judge self-test's known-answer cases it must get right."
+    )
+    judge_max_failure_rate: float = Field(
+        0.2, ge=0.0, le=1.0, description="Judge failure share above which a ragas LLM metric is not reported."
+    )
 
 
 class Settings(BaseSettings):

@@ -56,6 +56,7 @@ def _searches(paper_agent: PaperAgent) -> dict[str, Search]:
         "dense": {"mode": "dense"},
         "lexical": {"mode": "lexical"},
         "hybrid": {"mode": "hybrid"},
+        "hybrid (40 cand.)": {"mode": "hybrid", "candidates": 40},  # the previous default, for comparison
         "hybrid (rrf)": {"mode": "hybrid", "fusion": "rrf", "dense_weight": 0.5},
     }
     searches: dict[str, Search] = {}
