@@ -6,23 +6,36 @@ they cannot drift apart. Parts are built lazily: `paper-agent stats` never loads
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from agent.corpus import ReadReport, read_paths
 from agent.embed import Embedder, SentenceTransformerEmbedder
 from agent.index import Index, IngestStats
+from agent.lexical import LexicalIndex, sync_lexical
+from agent.prompts import PROMPTS_DIR, load_prompts
 from agent.retrieve import Retriever
 from agent.settings import BUNDLED_CORPUS, Settings, get_settings
-from agent.types import PaperHit
+from agent.types import Answer, Final, PaperHit, StreamEvent
+
+if TYPE_CHECKING:
+    from agent.llm import ChatModel
 
 
 class PaperAgent:
-    def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, embedder: Embedder | None = None, chat_model: ChatModel | None = None
+    ) -> None:
         self.settings = settings or get_settings()
         if embedder is not None:
             self.__dict__["embedder"] = embedder
+        if chat_model is not None:
+            self.__dict__["chat_model"] = chat_model
+        # Read and checked now, so a template with a wrong slot fails at start-up, not at the first question.
+        self.prompts = load_prompts(self.settings.answer.prompts_dir or PROMPTS_DIR)
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -33,14 +46,72 @@ class PaperAgent:
         return Index(self.settings)
 
     @cached_property
+    def lexical(self) -> LexicalIndex:
+        """The BM25 index under `data_dir/lexical`, checked against Chroma's chunks (rebuilt if they differ)."""
+        return sync_lexical(self.index, self.settings.data_dir / "lexical")
+
+    @cached_property
     def retriever(self) -> Retriever:
-        return Retriever(self.index, self.embedder, self.settings.retrieve)
+        needs_lexical = self.settings.retrieve.mode != "dense"  # dense-only search never reads the BM25 index
+        return Retriever(
+            self.index, self.embedder, self.settings.retrieve, lexical=self.lexical if needs_lexical else None
+        )
 
     def ingest(self, paths: Sequence[Path] = (), *, progress: bool = True) -> tuple[ReadReport, IngestStats]:
         """Read the files (default: the bundled corpus) and bring the index up to date with them."""
         report = read_paths(paths or [BUNDLED_CORPUS])
         stats = self.index.ingest(report.papers, self.embedder, progress=progress)
+        self._sync_lexical()
         return report, stats
+
+    def _sync_lexical(self) -> None:
+        """Bring the BM25 index in line with Chroma after an ingest, and hand it to a retriever already built."""
+        self.__dict__.pop("lexical", None)
+        lexical = self.lexical  # rebuilt and persisted now, when anything changed: ingest is the slow step anyway
+        if "retriever" in self.__dict__:
+            self.retriever.lexical = lexical
 
     def search(self, question: str, top_k: int | None = None) -> list[PaperHit]:
         return self.retriever.search(question, top_k)
+
+    @cached_property
+    def chat_model(self) -> ChatModel:
+        """The model server the settings point at (not contacted until the first question)."""
+        from agent.llm import resolve_model  # imports openai: only when a question is asked
+
+        return resolve_model(self.settings)
+
+    def ask(self, question: str, history: list[dict[str, Any]] | None = None, top_k: int | None = None) -> Answer:
+        """A verified, cited answer (or the fixed refusal); `history` holds earlier {role, content} turns."""
+        for event in self.ask_stream(question, history, top_k):
+            if isinstance(event, Final):
+                return event.answer
+        raise RuntimeError("ask_stream ended without a Final event")
+
+    def ask_stream(
+        self, question: str, history: list[dict[str, Any]] | None = None, top_k: int | None = None
+    ) -> Iterator[StreamEvent]:
+        """Sources (before the model starts), the model's reply as Deltas, then the verified Final answer."""
+        from agent.answer import answer_stream
+        from agent.followup import standalone_question
+
+        started = time.perf_counter()
+        settings = self.settings.answer
+        timings: dict[str, float] = {}
+        if history and settings.rewrite_followups:
+            question = standalone_question(question, history, self.chat_model, self.prompts["rewrite"])
+            timings["rewrite_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        clock = time.perf_counter()
+        hits = self.search(question, top_k or settings.max_passages)
+        timings["retrieval_ms"] = round((time.perf_counter() - clock) * 1000, 1)
+        passages = [hit.passages[0] for hit in hits if hit.passages]
+        yield from answer_stream(
+            question,
+            passages,
+            model=self.chat_model,
+            embedder=self.embedder,
+            prompts=self.prompts,
+            settings=settings,
+            timings=timings,
+            started=started,
+        )
