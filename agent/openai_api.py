@@ -1,0 +1,158 @@
+"""`/v1/models` and `/v1/chat/completions`: the agent as an OpenAI-compatible model.
+
+Any OpenAI client or chat front end can talk to the agent. The last user message is the question, earlier
+user and assistant messages are its history. Citations survive both ways a client may read them: a
+references block at the end of the text, and a structured `citations` field beside `choices`.
+
+subtle: a stream's `content` is the verified answer only. The model's draft may hold sentences that
+verification drops, and a chat client cannot take text back; so the draft streams as `reasoning_content`
+(what front ends show as the model "thinking", as for vLLM's reasoning models) and the checked answer follows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from agent.errors import AgentError
+from agent.service import PaperAgent
+from agent.serving import (
+    REFERENCES_HEADING,
+    GenerationGate,
+    Metrics,
+    OpenStream,
+    chat_history,
+    message_text,
+    open_events,
+)
+from agent.types import Answer, Delta, Final
+
+MODEL_ID = "paper-agent"
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    # Sampling fields (temperature, max_tokens, ...) are accepted and ignored: the agent's settings decide them.
+    model_config = ConfigDict(extra="allow")
+
+    model: str = MODEL_ID
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+
+
+def split_messages(messages: list[ChatMessage], max_chars: int) -> tuple[str, list[dict[str, str]]]:
+    """(question, history): the last message must be the user's; 422 naming `messages` otherwise."""
+    last = messages[-1]
+    question = message_text(last.content).strip()
+    if last.role != "user" or not question or len(question) > max_chars:
+        msg = f"messages: the last message must be the user's question, 1 to {max_chars} characters"
+        error = {"type": "value_error", "loc": ("body", "messages", len(messages) - 1), "msg": msg, "input": None}
+        raise RequestValidationError([error])
+    return question, chat_history([m.model_dump() for m in messages[:-1]])
+
+
+def references(answer: Answer) -> str:
+    """The references block appended to the text: one line per citation, `[n] Title (paper id): "quote"`."""
+    if not answer.citations:
+        return ""
+    lines = [f'[{c.number}] {c.title} ({c.paper_id}): "{c.quote}"' for c in answer.citations]
+    return f"\n\n{REFERENCES_HEADING}\n" + "\n".join(lines)
+
+
+def extras(answer: Answer) -> dict[str, Any]:
+    """The structured fields beside `choices`: what a client that knows the agent reads instead of the text."""
+    return {
+        "citations": [asdict(c) for c in answer.citations],
+        "refused": answer.refused,
+        "timings": answer.timings,
+    }
+
+
+def _chunk(completion_id: str, created: int, delta: dict[str, Any], finish: str | None = None, **more: Any) -> str:
+    body = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": MODEL_ID,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(body | more, ensure_ascii=False)}\n\n"
+
+
+async def completion_chunks(
+    stream: OpenStream, completion_id: str, on_first_token: Callable[[], None]
+) -> AsyncIterator[str]:
+    """`chat.completion.chunk`s: the role, the draft as reasoning, the verified answer, the citations, [DONE]."""
+    created = int(time.time())
+    yield _chunk(completion_id, created, {"role": "assistant", "content": ""})
+    first = True
+    try:
+        async for event in stream:
+            if isinstance(event, Delta | Final) and first:
+                first = False
+                on_first_token()
+            if isinstance(event, Delta):
+                yield _chunk(completion_id, created, {"reasoning_content": event.text})
+            elif isinstance(event, Final):
+                yield _chunk(completion_id, created, {"content": event.answer.text + references(event.answer)})
+                yield _chunk(completion_id, created, {}, "stop", **extras(event.answer))
+    except AgentError as error:  # the status line is sent: OpenAI clients raise on an `error` object in the stream
+        yield f"data: {json.dumps({'error': {'message': str(error), 'type': type(error).__name__}})}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def openai_router(paper_agent: PaperAgent, gate: GenerationGate, metrics: Metrics) -> APIRouter:
+    """The OpenAI-compatible routes, to mount under `/v1`."""
+    router = APIRouter(tags=["OpenAI-compatible"])
+    max_chars = paper_agent.settings.serve.max_question_chars
+
+    @router.get("/models", summary="The one model: the agent")
+    def models() -> dict[str, Any]:
+        card = {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "paper-agent"}
+        return {"object": "list", "data": [card]}
+
+    @router.post("/chat/completions", summary="Answer the last user message, with citations", response_model=None)
+    async def chat_completions(body: ChatCompletionRequest) -> dict[str, Any] | StreamingResponse:
+        question, history = split_messages(body.messages, max_chars)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        if not body.stream:
+            # The place is held in the worker thread: a client that goes away does not stop the generation.
+            answer = await run_in_threadpool(gate.call, paper_agent.ask, question, history)
+            if "ttft_ms" in answer.timings:
+                metrics.ttft.labels("/v1/chat/completions").observe(answer.timings["ttft_ms"] / 1000)
+            message = {"role": "assistant", "content": answer.text + references(answer)}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            head = {"id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": MODEL_ID}
+            return head | {"choices": [choice]} | extras(answer)
+
+        started = time.perf_counter()
+        stream = await open_events(lambda: paper_agent.ask_stream(question, history=history), gate)
+
+        def first_token() -> None:
+            metrics.ttft.labels("/v1/chat/completions").observe(time.perf_counter() - started)
+
+        return StreamingResponse(
+            completion_chunks(stream, completion_id, first_token),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            background=BackgroundTask(stream.close),
+        )
+
+    return router

@@ -1,0 +1,307 @@
+"""What the web front ends share: the generation gate, metrics, batched query embedding, streaming, history.
+
+`app.py`, the OpenAI-compatible routes and the Gradio UI all generate through one `GenerationGate`, so the
+bound on concurrent questions holds whichever door a question comes through.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
+
+import numpy as np
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agent.embed import Embedder
+from agent.errors import Overloaded
+from agent.types import Sources, StreamEvent
+
+T = TypeVar("T")
+REFERENCES_HEADING = "References:"
+_REFERENCES = re.compile(r"\n+\s*(?:-{3,}\s*\n+)?\*{0,2}References:?\*{0,2}\s*\n.*\Z", re.DOTALL)
+
+
+class GenerationGate:
+    """At most `limit` generations running or waiting; one more raises `Overloaded` at once instead of queueing.
+
+    subtle: this does not make anyone wait: the model server queues requests beyond its slots itself. The gate
+    only bounds that queue, so an overloaded app answers 503 + Retry-After in milliseconds instead of hanging.
+    """
+
+    def __init__(self, limit: int, retry_after_s: int, on_reject: Callable[[], None] | None = None) -> None:
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        self.on_reject = on_reject
+        self.in_flight = 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        """Take a place, or raise `Overloaded` if all `limit` places are taken."""
+        with self._lock:
+            full = self.in_flight >= self.limit
+            if not full:
+                self.in_flight += 1
+        if full:
+            if self.on_reject is not None:
+                self.on_reject()
+            raise Overloaded(self.retry_after_s)
+
+    def release(self) -> None:
+        with self._lock:
+            self.in_flight = max(0, self.in_flight - 1)
+
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold a place for the length of the block."""
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+    def call(self, function: Callable[..., T], *args: Any) -> T:
+        """`function(*args)` with a place held while it runs."""
+        with self.admit():
+            return function(*args)
+
+
+class _EmbedJob:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.vector: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+class BatchingEmbedder:
+    """An `Embedder` that embeds concurrent one-text calls (searches) together, in one model call.
+
+    Each search embeds one query, from its own worker thread. On a CPU the model takes about as long for 16
+    short texts as for 3, and 16 threads each running it at once fight over the cores; so one thread takes every
+    query waiting and embeds them as a batch. Multi-text calls (ingest) are batches already and pass through.
+    """
+
+    def __init__(self, inner: Embedder, max_batch: int = 64) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.max_batch = max_batch
+        self._jobs: queue.SimpleQueue[_EmbedJob] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._start = threading.Lock()
+
+    def embed(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
+        if len(texts) != 1:
+            return self.inner.embed(texts, show_progress=show_progress)
+        with self._start:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name="batching-embedder", daemon=True)
+                self._worker.start()
+        job = _EmbedJob(texts[0])
+        self._jobs.put(job)
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        assert job.vector is not None  # set whenever error is not
+        return job.vector.reshape(1, -1)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._jobs.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                vectors = self.inner.embed([job.text for job in batch])
+            except Exception as error:  # every waiting search gets the error; the worker lives on
+                for job in batch:
+                    job.error = error
+                    job.done.set()
+                continue
+            for job, vector in zip(batch, vectors):
+                job.vector = vector
+                job.done.set()
+
+
+class Metrics:
+    """The app's Prometheus series, in a registry of its own (so several apps in one test process never clash)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "paper_agent_http_requests", "HTTP requests served.", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "paper_agent_http_request_seconds",
+            "Seconds from request to the last byte of the response.",
+            ["method", "route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=self.registry,
+        )
+        self.ttft = Histogram(
+            "paper_agent_time_to_first_token_seconds",
+            "Seconds from a question to the first streamed token of its answer.",
+            ["endpoint"],
+            buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
+            registry=self.registry,
+        )
+        self.overloaded = Counter(
+            "paper_agent_overloaded", "Questions refused because the generation queue was full.", registry=self.registry
+        )
+        self.in_flight = Gauge(
+            "paper_agent_generations_in_flight", "Generations running or waiting.", registry=self.registry
+        )
+
+    def gate(self, limit: int, retry_after_s: int) -> GenerationGate:
+        """A generation gate whose load and refusals these metrics report."""
+        gate = GenerationGate(limit, retry_after_s, on_reject=self.overloaded.inc)
+        self.in_flight.set_function(lambda: gate.in_flight)
+        return gate
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Counts and times every request by its route template (`/papers/{paper_id}`, not each id)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            route = _route_label(scope)
+            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
+
+
+def _route_label(scope: Scope) -> str:
+    """The matched route's path template; a bounded label even for unmatched (404) paths."""
+    path = getattr(scope.get("route"), "path", None)
+    if path is None:
+        return "unmatched"
+    return path or "/"
+
+
+# --- chat history from front ends ------------------------------------------------------------------
+
+
+def strip_references(text: str) -> str:
+    """An assistant message as the agent answered it, without the references block the app appended."""
+    return _REFERENCES.sub("", text).strip()
+
+
+def message_text(content: Any) -> str:
+    """The text of a chat message's content: a string, or a list of parts (OpenAI and Gradio both use them)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text") or "")
+    if isinstance(content, list):
+        return "\n".join(part for part in (message_text(p) for p in content) if part)
+    return ""
+
+
+def chat_history(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Earlier turns as `{"role", "content"}` with plain text: user and assistant messages only, references cut."""
+    history = []
+    for message in messages:
+        role = message.get("role")
+        if role not in ("user", "assistant"):
+            continue
+        text = message_text(message.get("content"))
+        if role == "assistant":
+            text = strip_references(text)
+        if text.strip():
+            history.append({"role": str(role), "content": text})
+    return history
+
+
+# --- streaming a question's events into an HTTP response ------------------------------------------------
+
+
+async def first_events(events: Iterator[StreamEvent]) -> list[StreamEvent]:
+    """Events up to and including the first one from the model (or all of them, if fewer).
+
+    subtle: pulled before the response starts, so a model server that is down still gets a real 503 status
+    rather than a 200 stream that breaks after the sources.
+    """
+    head: list[StreamEvent] = []
+    while not head or isinstance(head[-1], Sources):
+        event = await run_in_threadpool(next, events, None)
+        if event is None:
+            break
+        head.append(event)
+    return head
+
+
+class OpenStream:
+    """A question's events with a place in the gate, held until `close()`: call it when the response ends."""
+
+    def __init__(self, head: list[StreamEvent], events: Iterator[StreamEvent], gate: GenerationGate) -> None:
+        self._head, self._events, self._gate = head, events, gate
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        try:
+            for event in self._head:
+                yield event
+            async for event in iterate_in_threadpool(self._events):
+                yield event
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Give the place back and stop generating; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._gate.release()
+        close = getattr(self._events, "close", None)
+        if close is None:
+            return
+        # A client that went away stops generation on the model server too. ValueError: the generator is
+        # still running in a worker thread; it ends at max_tokens, and its place is already given back.
+        with suppress(ValueError):
+            close()
+
+
+async def open_events(start: Callable[[], Iterator[StreamEvent]], gate: GenerationGate) -> OpenStream:
+    """Start a question's events with a place in `gate`.
+
+    Raises `Overloaded`, or whatever the agent raises before its first token, before anything is sent.
+    subtle: the caller must also run `close()` as the response's background task: a client that disconnects
+    before the body starts means the body's own `finally` never runs.
+    """
+    gate.acquire()
+    try:
+        events = await run_in_threadpool(start)
+        head = await first_events(events)
+    except BaseException:
+        gate.release()
+        raise
+    return OpenStream(head, events, gate)

@@ -1,0 +1,302 @@
+"""The Gradio chat UI, mounted at `/` of the web app: streamed answers, [n] markers, a sources panel.
+
+It calls the same `PaperAgent.ask_stream` as the HTTP routes and passes the chat so far as history, so a
+follow-up question ("and what data did they use?") is answered in context. Each [n] in an answer links to a
+card in the sources panel: the cited paper's title and abstract with the supporting quote highlighted.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+from fastapi import FastAPI
+
+from agent.errors import AgentError, ModelServerUnavailable, Overloaded
+from agent.service import PaperAgent
+from agent.serving import GenerationGate, Metrics, chat_history
+from agent.settings import PROJECT_ROOT
+from agent.types import Answer, Delta, Final, Paper, Passage, Sources
+from agent.ui_style import CSS, HEAD, THEME
+
+EXAMPLES_FILE = PROJECT_ROOT / "eval" / "datasets" / "public.jsonl"
+EXCERPT = 600  # characters around the quote shown at once; the whole abstract is one click away
+WHOLE_TEXT = 3000  # longer texts (a PDF's) are shown only around the quote
+_MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_META = re.compile(r'<div class="answer-meta">.*?</div>', re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+
+Turn = tuple[str, str, list[str]]  # (chat message, sources panel HTML, finished turns' panels)
+
+
+def example_questions(n: int) -> list[str]:
+    """Up to `n` short, answerable questions from the public question set, for the empty chat."""
+    if n == 0 or not EXAMPLES_FILE.is_file():
+        return []
+    rows = [json.loads(line) for line in EXAMPLES_FILE.read_text().splitlines() if line.strip()]
+    picked: list[str] = []
+    for kind in ("lookup", "detail", "multi", "lookup", "detail"):  # one of each kind first, then more
+        for row in rows:
+            q = row["question"]
+            if row.get("type") == kind and len(q) <= 130 and q not in picked:
+                picked.append(q)
+                break
+    return picked[:n]
+
+
+# --- chat messages --------------------------------------------------------------------------------------
+
+
+def linkify(text: str, turn: int, titles: dict[int, str]) -> str:
+    """Escaped text whose [n] markers link to the cards of this turn's sources panel."""
+
+    def link(match: re.Match[str]) -> str:
+        numbers = re.split(r"\s*[,;]\s*", match.group(1))
+        return "".join(
+            f'<a class="cite" href="#src-{turn}-{n}" title="{html.escape(titles.get(int(n), ""))}">[{n}]</a>'
+            for n in numbers
+        )
+
+    return _MARKER.sub(link, html.escape(text, quote=False))
+
+
+def answer_message(answer: Answer, turn: int) -> str:
+    titles = {c.number: c.title for c in answer.citations}
+    body = linkify(answer.text, turn, titles)
+    papers = len({c.paper_id for c in answer.citations})
+    seconds = answer.timings.get("total_ms", 0) / 1000
+    facts = [f"{papers} paper{'s' * (papers != 1)} cited" if papers else "no paper supports an answer"]
+    if seconds:
+        facts.append(f"{seconds:.1f} s")
+    return f'{body}\n\n<div class="answer-meta">{" · ".join(facts)}</div>'
+
+
+def draft_message(text: str, turn: int) -> str:
+    status = '<div class="answer-meta checking">draft · checked against its sources when complete</div>'
+    return f"{linkify(text, turn, {})}\n\n{status}" if text else '<div class="answer-meta checking">thinking…</div>'
+
+
+def plain_history(history: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The chat as the agent wants it: text only, no links, no status lines."""
+    cleaned = []
+    for message in chat_history(history):
+        text = html.unescape(_TAG.sub("", _META.sub("", message["content"]))).strip()
+        if text:
+            cleaned.append({"role": message["role"], "content": text})
+    return cleaned
+
+
+# --- the sources panel ----------------------------------------------------------------------------------
+
+
+def highlight(text: str, quote: str) -> str:
+    """An excerpt of `text` around `quote`, marked (matched across whitespace and case), then the whole abstract."""
+    words = quote.split()
+    match = re.search(r"\s+".join(map(re.escape, words)), text, re.IGNORECASE) if words else None
+    if match is None:  # a quote from another part of a long text: show it, then the text's start
+        quoted = f'<blockquote class="src-quote"><mark>{html.escape(quote)}</mark></blockquote>' if quote else ""
+        return quoted + _excerpt(text, 0, 0, EXCERPT)
+    start, end = match.span()
+    shown = _excerpt(text, start, end, EXCERPT)
+    if len(text) <= EXCERPT or len(text) > WHOLE_TEXT:
+        return shown
+    return f'{shown}<details class="src-full"><summary>Full abstract</summary>{_excerpt(text, start, end)}</details>'
+
+
+def _excerpt(text: str, start: int, end: int, width: int | None = None) -> str:
+    """`text[start:end]` marked, with up to `width` characters around it cut at spaces (None: all of it)."""
+    lo, hi = 0, len(text)
+    if width is not None and len(text) > width:
+        room = max(0, width - (end - start)) // 2
+        lo, hi = max(0, start - room), min(len(text), end + room)
+        lo = text.find(" ", lo) + 1 if lo > 0 and " " in text[lo:start] else lo
+        hi = text.rfind(" ", end, hi) if hi < len(text) and " " in text[end:hi] else hi
+    marked = f"<mark>{html.escape(text[start:end])}</mark>" if end > start else ""
+    before, after = html.escape(text[lo:start].lstrip()), html.escape(text[end:hi].rstrip())
+    return f"<p>{'… ' * (lo > 0)}{before}{marked}{after}{' …' * (hi < len(text))}</p>"
+
+
+def source_card(number: int, turn: int, paper: Paper | None, title: str, quote: str, support: float) -> str:
+    meta = []
+    if paper is not None and paper.authors:
+        authors = ", ".join(paper.authors[:3]) + (" et al." if len(paper.authors) > 3 else "")
+        meta.append(html.escape(authors))
+    if paper is not None and paper.year:
+        meta.append(str(paper.year))
+    meta.append(f"<code>{html.escape(paper.id if paper else '')}</code>")
+    meta.append(f"support {support:.0%}")
+    heading = html.escape(title)
+    if paper is not None and paper.url:
+        heading = f'<a href="{html.escape(paper.url)}" target="_blank" rel="noopener">{heading}</a>'
+    text = highlight(paper.text, quote) if paper is not None else highlight("", quote)
+    return (
+        f'<article class="src-card" id="src-{turn}-{number}"><div class="src-num">{number}</div>'
+        f'<div class="src-body"><h4>{heading}</h4><div class="src-meta">{" · ".join(meta)}</div>'
+        f'<div class="src-abstract">{text}</div></div></article>'
+    )
+
+
+def nearest_papers(passages: tuple[Passage, ...] | list[Passage], limit: int = 5) -> str:
+    seen: dict[str, str] = {}
+    for p in passages:
+        seen.setdefault(p.paper_id, p.title)
+    items = "".join(f"<li>{html.escape(t)}</li>" for t in list(seen.values())[:limit])
+    return f'<ul class="src-nearest">{items}</ul>'
+
+
+def turn_heading(turn: int, question: str) -> str:
+    q = html.escape(question)
+    number = f'<span class="turn-n">Q{turn}</span>'
+    return f'<div class="turn-q">{number}<span class="turn-text" title="{q}">{q}</span></div>'
+
+
+def turn_panel(answer: Answer, turn: int, question: str, papers: dict[str, Paper | None]) -> str:
+    """One answered question's block of the sources panel."""
+    head = turn_heading(turn, question)
+    if answer.citations:
+        cards = "".join(
+            source_card(c.number, turn, papers.get(c.paper_id), c.title, c.quote, c.support) for c in answer.citations
+        )
+        cited = {c.paper_id for c in answer.citations}
+        others = [p for p in answer.passages if p.paper_id not in cited]
+        if others:
+            cards += f"<details><summary>Also retrieved, not cited</summary>{nearest_papers(others)}</details>"
+    else:
+        note = "No passage supports an answer. The closest papers searched:"
+        cards = f'<p class="src-empty">{note}</p>{nearest_papers(answer.passages)}'
+    return f'<section class="turn" id="turn-{turn}">{head}{cards}</section>'
+
+
+def pending_panel(sources: Sources, turn: int, question: str) -> str:
+    papers = len({p.paper_id for p in sources.passages})
+    head = turn_heading(turn, question)
+    note = f'<p class="src-empty">Found {len(sources.passages)} passages in {papers} papers; answering…</p>'
+    return f'<section class="turn pending">{head}{note}{nearest_papers(sources.passages)}</section>'
+
+
+def panel(current: str, finished: list[str]) -> str:
+    """The whole panel: the current turn open, earlier turns folded away (their [n] links still work)."""
+    if not current and not finished:
+        return (
+            '<div class="src-panel"><h3>Sources</h3><p class="src-empty">Each [n] in an answer points here: the '
+            "cited paper's abstract with the supporting sentence highlighted.</p></div>"
+        )
+    older = "".join(f"<details><summary>Earlier question</summary>{block}</details>" for block in finished)
+    return f'<div class="src-panel"><h3>Sources</h3>{current}{older}</div>'
+
+
+# --- the app --------------------------------------------------------------------------------------------
+
+
+class ChatTurns:
+    """The chat function: streams one question's answer into the chat and its sources into the panel."""
+
+    def __init__(self, agent: PaperAgent, gate: GenerationGate, metrics: Metrics) -> None:
+        self.agent = agent
+        self.gate = gate
+        self.metrics = metrics
+        self.max_chars = agent.settings.serve.max_question_chars
+
+    def respond(self, message: str, history: list[dict[str, Any]], finished: list[str]) -> Iterator[Turn]:
+        question = (message or "").strip()
+        if not question or len(question) > self.max_chars:
+            raise gr.Error(f"A question is 1 to {self.max_chars} characters.")
+        turn = 1 + sum(1 for m in history if m.get("role") == "user")
+        try:
+            with self.gate.admit():
+                yield from self._answer(question, turn, plain_history(history), finished or [])
+        except Overloaded as error:
+            raise gr.Error(f"Too many questions at once; please retry in {error.retry_after_s} s.") from error
+        except ModelServerUnavailable as error:
+            raise gr.Error(f"The model server is not answering ({error.reason}). Search still works.") from error
+        except AgentError as error:
+            raise gr.Error(str(error)) from error
+
+    def _answer(self, question: str, turn: int, history: list[dict[str, str]], finished: list[str]) -> Iterator[Turn]:
+        draft, current = "", ""
+        started = time.perf_counter()
+        yield draft_message("", turn), panel("", finished), finished
+        for event in self.agent.ask_stream(question, history=history):
+            if isinstance(event, Sources):
+                current = pending_panel(event, turn, question)
+                yield draft_message("", turn), panel(current, finished), finished
+            elif isinstance(event, Delta):
+                if not draft:
+                    self.metrics.ttft.labels("ui").observe(time.perf_counter() - started)
+                draft += event.text
+                yield draft_message(draft, turn), panel(current, finished), finished
+            elif isinstance(event, Final):
+                ids = {c.paper_id for c in event.answer.citations}
+                papers = {pid: self.agent.index.get_paper(pid) for pid in ids}
+                block = turn_panel(event.answer, turn, question, papers)
+                yield answer_message(event.answer, turn), panel(block, finished), [block, *finished]
+
+
+def build_ui(agent: PaperAgent, gate: GenerationGate, metrics: Metrics) -> gr.Blocks:
+    """The chat page: conversation on the left, sources on the right."""
+    try:
+        size = f"{agent.index.stats()['papers']} research papers"
+    except AgentError:
+        size = "the paper collection"
+    examples = example_questions(agent.settings.serve.examples)
+    with gr.Blocks(title="Paper Agent", fill_height=True) as blocks:
+        gr.HTML(
+            f'<header class="pa-header"><div><h1>Paper Agent</h1><p>Ask about {size}. Every claim cites its '
+            "source; when the collection does not say, the agent says so.</p></div>"
+            '<nav><a href="/docs" target="_blank">HTTP API</a><span>OpenAI-compatible at <code>/v1</code></span>'
+            "</nav></header>"
+        )
+        finished = gr.State([])
+        sources = gr.HTML(panel("", []), elem_id="sources", render=False)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                gr.ChatInterface(
+                    ChatTurns(agent, gate, metrics).respond,  # a bound generator: Gradio then streams it
+                    chatbot=gr.Chatbot(
+                        elem_id="chat",
+                        show_label=False,
+                        height="66vh",
+                        buttons=["copy"],
+                        feedback_options=None,
+                        placeholder="<b>Ask a question about the papers</b><br>or start from an example:",
+                    ),
+                    textbox=gr.Textbox(
+                        placeholder="e.g. Which papers pre-train specifically for ad-hoc retrieval?",
+                        elem_id="question",
+                        max_lines=6,
+                        submit_btn=True,
+                        stop_btn=True,
+                    ),
+                    examples=[[q, None] for q in examples] or None,
+                    additional_inputs=[finished],
+                    additional_outputs=[sources, finished],
+                    api_name="chat",
+                    concurrency_limit=agent.settings.serve.max_queue,
+                    flagging_mode="never",
+                    fill_height=True,
+                )
+            with gr.Column(scale=2, elem_classes="src-column"):
+                sources.render()
+    return blocks
+
+
+def mount_ui(app: FastAPI, agent: PaperAgent, gate: GenerationGate, metrics: Metrics) -> None:
+    """Mount the chat page at `/`; with an API key set, the page asks for it (any user name)."""
+    key = agent.settings.serve.api_key
+    gr.mount_gradio_app(
+        app,
+        build_ui(agent, gate, metrics),
+        path="/",
+        auth=(lambda _user, password: secrets.compare_digest(password.encode(), key.encode())) if key else None,
+        auth_message="Sign in with any user name and the app's API key as the password." if key else None,
+        footer_links=["api"],
+        theme=THEME,
+        css=CSS,
+        head=HEAD,
+    )

@@ -1,0 +1,103 @@
+"""The chat page, driven for real: headless Chromium through playwright, and gradio_client against its API."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client
+from playwright.sync_api import Page, expect, sync_playwright
+
+from agent.settings import PROJECT_ROOT
+from tests.integration.conftest import APP_KEY, RunningApp
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+ANSWER_TIMEOUT_MS = 240_000  # a CPU model on two shared cores
+
+
+def _cited_question(app: RunningApp, public_questions: list[dict]) -> str:
+    """A lookup question the agent answers with at least one citation (the tiny model refuses some)."""
+    for question in (q for q in public_questions if q["type"] == "lookup"):
+        got = httpx.post(f"{app.url}/ask", json={"question": question["question"]}, timeout=300).json()
+        if got["citations"]:
+            return str(question["question"])
+    pytest.fail("no lookup question of the public set got a cited answer")
+
+
+def _ask(page: Page, question: str) -> None:
+    page.fill("#question textarea", question)
+    page.keyboard.press("Enter")
+
+
+@pytest.fixture(scope="module")
+def browser_page() -> Iterator[Page]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        yield page
+        browser.close()
+
+
+def test_a_researcher_asks_and_reads_the_cited_sources(
+    app_server: RunningApp, public_questions: list[dict], browser_page: Page
+) -> None:
+    question = _cited_question(app_server, public_questions)
+    page = browser_page
+    page.goto(f"{app_server.url}/")
+    expect(page.locator("#question textarea")).to_be_visible(timeout=60_000)
+    _ask(page, question)
+
+    # The answer streams in (the draft shows before the final answer replaces it), with [n] markers.
+    expect(page.locator("#chat .answer-meta.checking").first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    cite = page.locator("#chat a.cite").first
+    expect(cite).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect(page.locator("#chat .answer-meta.checking")).to_have_count(0, timeout=ANSWER_TIMEOUT_MS)
+
+    # The marker leads to the cited paper's card: its title, and the supporting quote highlighted.
+    target = cite.get_attribute("href") or ""
+    assert re.fullmatch(r"#src-1-\d+", target)
+    card = page.locator(target)
+    expect(card).to_be_visible()
+    expect(card.locator("h4")).to_have_text(cite.get_attribute("title") or "")
+    expect(card.locator("mark")).not_to_have_count(0)
+    cite.click()
+    expect(card).to_have_class(re.compile(r"\bflash\b"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-answer.png"), full_page=True)
+
+    # A follow-up is its own turn, answered with the chat so far.
+    _ask(page, "What problem does it address?")
+    expect(page.locator("#sources #turn-2")).to_be_attached(timeout=ANSWER_TIMEOUT_MS)
+    expect(page.locator("#sources details #turn-1")).to_be_attached()
+    page.screenshot(path=str(ARTIFACTS / "ui-follow-up.png"), full_page=True)
+
+
+def test_gradio_client_chats_with_the_ui(app_server: RunningApp, public_questions: list[dict]) -> None:
+    client = Client(f"{app_server.url}/", verbose=False)
+    question = next(q for q in public_questions if q["type"] == "lookup")["question"]
+    message, sources = client.predict(question, api_name="/chat")
+    assert message and "answer-meta checking" not in message, "the final answer, not the draft"
+    assert "src-card" in sources or "No passage supports an answer" in sources
+
+
+def test_the_ui_asks_for_the_key_when_one_is_set(locked_app_without_model: RunningApp) -> None:
+    app = locked_app_without_model
+    assert httpx.get(f"{app.url}/config", timeout=30).status_code == 401
+    client = Client(f"{app.url}/", auth=("researcher", APP_KEY), verbose=False)
+    assert "/chat" in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
