@@ -35,7 +35,7 @@ class Source:
     passage: Passage
     sentences: tuple[str, ...]
     sentence_scores: tuple[float, ...]  # cosine of each sentence to the question
-    relevance: float  # the best cosine of the question to one of the passage's sentences
+    relevance: float  # the best cosine of the question to the passage's title or one of its sentences
     shown: tuple[str, ...]  # the sentences put in the prompt, in passage order
 
 
@@ -45,18 +45,20 @@ class Source:
 def prepare_sources(question: str, passages: list[Passage], embedder: Embedder, budget_tokens: int) -> list[Source]:
     """Number the passages and pick, for each, the sentences closest to the question within `budget_tokens`."""
     splits = [split_sentences(p.text) or [p.text] for p in passages]
-    # Sentences, not whole passages: a passage's best sentence separates answerable from unanswerable questions
-    # better on the public set (titles too lift near-miss papers), and is half the embedding work. The
-    # retriever's own scores are no help here: in hybrid mode they are fused ranks, not cosines.
-    texts = [question] + [s for ss in splits for s in ss]
+    # Sentences and titles, not whole passages: a passage's best sentence (or its title, for "which paper introduces
+    # X?") separates answerable from unanswerable questions better on the public set, and is half the embedding
+    # work. The retriever's own scores are no help here: in hybrid mode they are fused ranks, not cosines.
+    texts = [question] + [p.title for p in passages] + [s for ss in splits for s in ss]
     vectors = embedder.embed(texts)
     cosines = vectors[1:] @ vectors[0]
+    titles, sentence_cosines = cosines[: len(passages)], cosines[len(passages) :]
     sources, offset = [], 0
     for number, (passage, sentences) in enumerate(zip(passages, splits), start=1):
-        scores = tuple(float(x) for x in cosines[offset : offset + len(sentences)])
+        scores = tuple(float(x) for x in sentence_cosines[offset : offset + len(sentences)])
         offset += len(sentences)
         shown = _within_budget(sentences, scores, budget_tokens)
-        sources.append(Source(number, passage, tuple(sentences), scores, max(scores), shown))
+        relevance = max(float(titles[number - 1]), *scores)
+        sources.append(Source(number, passage, tuple(sentences), scores, relevance, shown))
     return sources
 
 
@@ -150,16 +152,18 @@ def extractive(question: str, sources: list[Source], settings: AnswerSettings) -
 def verify_claims(
     question: str, claims: list[Claim], sources: list[Source], settings: AnswerSettings, embedder: Embedder | None
 ) -> list[Checked]:
-    """Each claim checked against the sources it cites (failing those, the others); with an `embedder`, a supported
-    claim must also be about the question: its cosine to it must reach `min_evidence`, the bar a quote must clear.
-    (A small model happily copies a true sentence from the wrong paper.)"""
+    """Each claim checked against the sources it cites (failing those, the others). With an `embedder` (the model's
+    claims), a supported claim must also be on the question, by the bar a quote must clear (`min_evidence`): its
+    own cosine to the question, and the relevance of the source it rests on. A small model happily copies a true
+    sentence from the wrong paper."""
     given = {s.number: (s.passage.title, s.passage.text) for s in sources}
+    relevance = {s.number: s.relevance for s in sources}
     checked = [check_sentence(c.text, c.numbers, given, question, settings.min_support) for c in claims]
     kept = [i for i, c in enumerate(checked) if c.kept]
     if embedder is not None and kept:
         vectors = embedder.embed([question] + [checked[i].text for i in kept])
         for i, cosine in zip(kept, vectors[1:] @ vectors[0]):
-            if cosine < settings.min_evidence:
+            if min(cosine, max(relevance[n] for n in checked[i].cited)) < settings.min_evidence:
                 checked[i] = replace(checked[i], status="off the question", cited=())
     return checked
 

@@ -2,8 +2,8 @@
 
 Only a question that leans on the conversation (a pronoun like "it"/"they", "the paper", or hardly any content
 words of its own) is rewritten. The model rewrites it; a small model's rewrite is accepted only if it is one
-short line that keeps the follow-up's own content words and brings in some of the earlier question's, else the
-earlier question and the follow-up are joined, which dense retrieval handles well.
+short question that keeps the follow-up's own content words and brings in some of the earlier question's, else
+the earlier question and the follow-up are joined, which retrieval handles well.
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ def needs_context(question: str) -> bool:
 
 
 def acceptable_rewrite(rewrite: str, question: str, previous: str) -> bool:
-    """A rewrite is kept if it is one short line with the follow-up's words and some of the earlier question's."""
-    if not rewrite or "\n" in rewrite or len(rewrite) > _MAX_CHARS:
+    """A rewrite is kept if it is one short line ending in "?" with the follow-up's content words and some of the
+    earlier question's (a small model often answers instead, or chats: "The answer to this question is ...")."""
+    if not rewrite or "\n" in rewrite or len(rewrite) > _MAX_CHARS or not rewrite.endswith("?"):
         return False
     words = content_words(rewrite)
     own = content_words(question) - content_words(previous)
@@ -55,5 +56,5 @@ def standalone_question(
     if previous is None or not needs_context(question):
         return question
     messages = [{"role": "user", "content": template.render(previous=previous, question=question)}]
-    rewrite = " ".join(model.complete(messages, max_tokens=60).split()).strip().strip('"')
+    rewrite = model.complete(messages, max_tokens=60).strip().strip('"').strip()
     return rewrite if acceptable_rewrite(rewrite, question, previous) else f"{previous} {question}"

@@ -113,7 +113,7 @@ class AnswerSettings(Section):
         0.40, ge=0.0, le=1.0, description="Refuse unasked when no shown sentence reaches this cosine to the question."
     )
     min_evidence: float = Field(
-        0.51, ge=0.0, le=1.0, description="Cosine to the question a source sentence needs to be quoted or relied on."
+        0.516, ge=0.0, le=1.0, description="Cosine to the question a source sentence needs to be quoted or relied on."
     )
     output: Literal["text", "json"] = Field(
         "text", description="Reply asked of the model: free text citing [n], or JSON-schema-constrained sentences."

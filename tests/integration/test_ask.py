@@ -21,7 +21,7 @@ from agent.types import Delta, Final, Sources
 pytestmark = pytest.mark.integration
 
 LOOKUP = "q012"  # a lookup question of the public set; its gold paper must be cited
-UNANSWERABLE = ("q052", "q058")  # refused before generating (nothing relevant) and after (nothing supported)
+UNANSWERABLE = ("q052", "q058")  # refused before generating (nothing relevant) and after (no clear evidence)
 ANSWERABLE = ("q007", "q025", "q028")
 
 
@@ -68,7 +68,7 @@ def test_every_citation_resolves_to_an_ingested_paper(asker: PaperAgent, public_
             paper = asker.index.get_paper(citation.paper_id)
             assert paper is not None and paper.title == citation.title
             assert citation.paper_id in given  # only passages the model was shown can be cited
-            assert citation.quote and citation.quote in paper.text
+            assert citation.quote and " ".join(citation.quote.split()) in " ".join(paper.text.split())
             assert 0.0 <= citation.support <= 1.0
             cited += 1
     assert cited >= len(ANSWERABLE)
@@ -88,22 +88,23 @@ def test_the_stream_gives_sources_then_text_then_the_cited_answer(
     assert {"retrieval_ms", "ttft_ms", "total_ms"} <= set(final.timings)
 
 
-def test_a_follow_up_is_made_standalone_before_retrieval(asker: PaperAgent) -> None:
-    history = [
-        {"role": "user", "content": "Which paper introduces BLIP-2?"},
-        {"role": "assistant", "content": "BLIP-2: Bootstrapping Language-Image Pre-training [1]."},
-    ]
-    answer = asker.ask("How much does it beat Flamingo80B on VQAv2?", history=history)
-    assert "BLIP-2" in answer.question or "blip" in answer.question.lower()
-    assert any("BLIP-2" in p.title for p in answer.passages)
+def test_a_follow_up_is_made_standalone_before_retrieval(asker: PaperAgent, public_questions: list[dict]) -> None:
+    first = by_id(public_questions, "q028")  # BLIP-2 against Flamingo80B
+    history = [{"role": "user", "content": first["question"]}, {"role": "assistant", "content": "By 8.7% [1]."}]
+    follow_up = "How many fewer trainable parameters does it need?"
+    answer = asker.ask(follow_up, history=history)
+    assert answer.question != follow_up  # rewritten (by the model, or joined with the earlier question)
+    assert set(first["gold_ids"]) & {p.paper_id for p in answer.passages}
 
 
-def test_with_the_model_server_down_ask_fails_with_the_url(asking_settings: Settings, paper_agent: PaperAgent) -> None:
+def test_with_the_model_server_down_ask_fails_with_the_url(
+    asking_settings: Settings, paper_agent: PaperAgent, public_questions: list[dict]
+) -> None:
     nowhere = "http://127.0.0.1:9/v1"  # the discard port: connections are refused at once
     settings = asking_settings.model_copy(update={"llm": asking_settings.llm.model_copy(update={"base_url": nowhere})})
     agent = PaperAgent(settings, embedder=paper_agent.embedder)
-    with pytest.raises(ModelServerUnavailable, match="127.0.0.1:9"):
-        agent.ask("Which vision-language model bridges a frozen image encoder and a frozen LLM?")
+    with pytest.raises(ModelServerUnavailable, match=r"127\.0\.0\.1:9/v1"):
+        agent.ask(by_id(public_questions, "q028")["question"])  # relevant passages: the model is asked
 
 
 def test_the_cli_prints_the_answer_as_json(asking_settings: Settings, public_questions: list[dict]) -> None:
@@ -128,13 +129,15 @@ def test_the_cli_prints_the_answer_as_json(asking_settings: Settings, public_que
     assert {"retrieval_ms", "total_ms"} <= set(out["timings"])
 
 
-def test_the_cli_fails_fast_naming_the_url_when_the_model_server_is_down(asking_settings: Settings) -> None:
+def test_the_cli_fails_naming_the_url_when_the_model_server_is_down(
+    asking_settings: Settings, public_questions: list[dict]
+) -> None:
     env = os.environ | {
         "PAPER_AGENT_DATA_DIR": str(asking_settings.data_dir),
         "PAPER_AGENT_LLM__BASE_URL": "http://127.0.0.1:9/v1",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "ask", "Which paper introduces BLIP-2?"],
+        [sys.executable, "-m", "agent.cli", "ask", by_id(public_questions, "q028")["question"]],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,

@@ -231,7 +231,7 @@ def test_a_template_with_a_missing_or_unknown_slot_fails_when_loaded(tmp_path: P
 
 def test_the_agent_checks_its_templates_at_start_up(tmp_path: Path) -> None:
     (tmp_path / "system.txt").write_text("Answer about {topic}.")
-    with pytest.raises(PromptError, match="system.txt"):
+    with pytest.raises(PromptError, match=r"system\.txt"):
         PaperAgent(Settings(data_dir=tmp_path / "index", answer=AnswerSettings(prompts_dir=tmp_path)))
 
 
@@ -259,10 +259,13 @@ def test_only_questions_that_lean_on_the_conversation_are_rewritten() -> None:
 
 def test_a_good_rewrite_is_used_and_a_bad_one_falls_back_to_joining_the_questions() -> None:
     good = "How much does the model bridging a frozen image encoder and LLM beat Flamingo80B?"
-    model = ScriptedChatModel(good, "Sure! Here is a question.")
+    chatty = "The answer is:\nHow much does BLIP-2 beat Flamingo80B?"
+    model = ScriptedChatModel(good, "Sure! Here is a question.", chatty)
     follow_up = "How much does it beat Flamingo80B?"
     assert standalone_question(follow_up, HISTORY, model, PROMPTS["rewrite"]) == good
-    assert standalone_question(follow_up, HISTORY, model, PROMPTS["rewrite"]) == f"{HISTORY[0]['content']} {follow_up}"
+    joined = f"{HISTORY[0]['content']} {follow_up}"
+    assert standalone_question(follow_up, HISTORY, model, PROMPTS["rewrite"]) == joined
+    assert standalone_question(follow_up, HISTORY, model, PROMPTS["rewrite"]) == joined  # two lines: not a question
     assert HISTORY[0]["content"] in model.calls[0]["messages"][0]["content"]
 
 

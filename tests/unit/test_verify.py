@@ -15,21 +15,16 @@ from agent.verify import (
 )
 
 TITLE = "BLIP-2: Bootstrapping Language-Image Pre-training with Frozen Image Encoders"
-ABSTRACT = (
-    "BLIP-2 bridges the modality gap with a lightweight Querying Transformer. "
-    "It achieves state-of-the-art performance on various vision-language tasks, e.g. zero-shot VQAv2. "
-    "For example, our model outperforms Flamingo80B by 8.7% on zero-shot VQAv2 with 54x fewer trainable parameters."
-)
+FIRST = "BLIP-2 bridges the modality gap with a lightweight Querying Transformer."
+SECOND = "It achieves state-of-the-art performance on various vision-language tasks, e.g. zero-shot VQAv2."
+THIRD = "For example, our model outperforms Flamingo80B by 8.7% on zero-shot VQAv2 with 54x fewer trainable parameters."
+ABSTRACT = f"{FIRST} {SECOND}  {THIRD}"
 OTHER = ("Sparse Attention Kernels", "We make sparse attention fast on GPUs with block kernels, 1,685 times faster.")
 QUESTION = "By how much does BLIP-2 beat Flamingo80B on zero-shot VQAv2?"
 
 
 def test_sentences_split_at_stops_but_not_at_abbreviations_or_decimals() -> None:
-    assert split_sentences(ABSTRACT) == [
-        "BLIP-2 bridges the modality gap with a lightweight Querying Transformer.",
-        "It achieves state-of-the-art performance on various vision-language tasks, e.g. zero-shot VQAv2.",
-        "For example, our model outperforms Flamingo80B by 8.7% on zero-shot VQAv2 with 54x fewer trainable parameters.",
-    ]
+    assert split_sentences(ABSTRACT) == [FIRST, SECOND, THIRD]
     assert split_sentences("As Smith et al. (2020) show, it works. Then  it\nstops!") == [
         "As Smith et al. (2020) show, it works.",
         "Then it stops!",
