@@ -11,6 +11,7 @@ import argparse
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -114,6 +115,13 @@ def server_command(settings: Settings, backend: Backend | None = None) -> list[s
 
 
 # --- starting and waiting ---
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (for servers that tests and benchmarks start)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def answers(url: str, llm: LLMSettings | None = None, timeout_s: float = 5.0) -> bool:

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 import httpx
 
 import agent  # noqa: F401  (offline environment first)
-from agent.llm_server import LocalServer
+from agent.llm_server import LocalServer, free_port
 from agent.service import PaperAgent
 from agent.settings import PROJECT_ROOT, Settings
 
@@ -38,12 +37,6 @@ QUESTIONS = PROJECT_ROOT / "eval" / "datasets" / "public.jsonl"
 
 def questions() -> list[str]:
     return [json.loads(line)["question"] for line in QUESTIONS.read_text().splitlines() if line.strip()]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_app(model_url: str, log: Path) -> tuple[str, subprocess.Popen[bytes]]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import tempfile
 import time
@@ -30,7 +29,7 @@ from typing import Any
 
 import agent  # noqa: F401  (offline environment first)
 from agent.llm import ChatModel, resolve_model
-from agent.llm_server import LocalServer
+from agent.llm_server import LocalServer, free_port
 from agent.service import PaperAgent
 from agent.settings import PROJECT_ROOT, Settings
 from agent.types import Sources
@@ -124,12 +123,6 @@ def report(ask: list[dict[str, Any]], raw: list[dict[str, Any]]) -> None:
         pairs = median([x / y for x, y in zip(ours, theirs) if x and y])
         ratio = f"ratio {a / b:.2f}x (per question {pairs:.2f}x)" if a and b and pairs else ""
         print(f"{label:<22} {scale * (a or 0):7.1f} {unit} ask {scale * (b or 0):7.1f} {unit} raw   {ratio}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def main() -> None:

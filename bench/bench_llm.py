@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import tempfile
 import time
@@ -27,7 +26,7 @@ import httpx
 
 import agent  # noqa: F401  (offline environment first)
 from agent.llm import OpenAIChatModel
-from agent.llm_server import LocalServer
+from agent.llm_server import LocalServer, free_port
 from agent.settings import Settings
 
 PASSAGES = [
@@ -201,12 +200,6 @@ def report(results: dict[str, dict[str, list[Run]]]) -> None:
             f"cached run: {fmt(median([t.get('cache_n') for t in cached]))} prompt tokens reused, "
             f"{fmt(median([t.get('prompt_n') for t in cached]))} processed"
         )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def main() -> None:

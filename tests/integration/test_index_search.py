@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.llm_server import free_port
 from agent.service import PaperAgent
 from agent.settings import BUNDLED_CORPUS, IndexSettings, Settings
 
@@ -47,16 +48,10 @@ def test_every_hit_resolves_to_a_stored_paper(paper_agent: PaperAgent) -> None:
 # --- client-server mode: a real `chroma run` ----------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def chroma_server(tmp_path: Path):
     """A real Chroma server (`chroma run`) on a free port, stopped after the test."""
-    port = _free_port()
+    port = free_port()
     binary = Path(sys.executable).with_name("chroma")
     log = (tmp_path / "chroma.log").open("w")
     proc = subprocess.Popen(
