@@ -50,6 +50,10 @@ def cmd_ask(args: argparse.Namespace, agent: PaperAgent) -> int:
     from agent.types import Delta, Final, Sources
 
     torch.set_num_threads(agent.settings.serve.embed_threads)  # one query: a thread team only spins (see serve)
+    if agent.settings.llm.base_url is None:
+        from agent.llm_server import ensure_server
+
+        ensure_server(agent.settings)  # reuse the local server, or start one (it stays up for the next question)
     if args.json:
         print(json.dumps(agent.ask(args.question, top_k=args.k).to_json(), indent=2))
         return 0
@@ -179,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_stats)
 
-    p = sub.add_parser("ask", help="answer a question with cited papers (needs a running model server)")
+    p = sub.add_parser("ask", help="answer a question with cited papers (starts the local model server if needed)")
     p.add_argument("question")
     p.add_argument("-k", type=_top_k, default=None, help="papers shown to the model (default: answer.max_passages)")
     p.add_argument("--json", action="store_true", help="print the whole Answer as JSON")
