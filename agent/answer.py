@@ -10,7 +10,7 @@ the collection does not contain the information (`REFUSAL`), as it does when ret
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -265,11 +265,17 @@ def answer(
     settings: AnswerSettings,
 ) -> Answer:
     """The verified Answer (`answer_stream` drained)."""
-    events = answer_stream(question, passages, model=model, embedder=embedder, prompts=prompts, settings=settings)
+    return final_answer(
+        answer_stream(question, passages, model=model, embedder=embedder, prompts=prompts, settings=settings)
+    )
+
+
+def final_answer(events: Iterable[StreamEvent]) -> Answer:
+    """Drain a stream of answer events and return its Final answer."""
     for event in events:
         if isinstance(event, Final):
             return event.answer
-    raise RuntimeError("answer_stream ended without a Final event")
+    raise RuntimeError("the answer stream ended without a Final event")
 
 
 def _ms(since: float) -> float:

@@ -19,7 +19,7 @@ from agent.lexical import LexicalIndex, sync_lexical
 from agent.prompts import PROMPTS_DIR, load_prompts
 from agent.retrieve import Retriever
 from agent.settings import BUNDLED_CORPUS, Settings, get_settings
-from agent.types import Answer, Final, PaperHit, StreamEvent
+from agent.types import Answer, PaperHit, StreamEvent
 
 if TYPE_CHECKING:
     from agent.llm import ChatModel
@@ -83,10 +83,9 @@ class PaperAgent:
 
     def ask(self, question: str, history: list[dict[str, Any]] | None = None, top_k: int | None = None) -> Answer:
         """A verified, cited answer (or the fixed refusal); `history` holds earlier {role, content} turns."""
-        for event in self.ask_stream(question, history, top_k):
-            if isinstance(event, Final):
-                return event.answer
-        raise RuntimeError("ask_stream ended without a Final event")
+        from agent.answer import final_answer
+
+        return final_answer(self.ask_stream(question, history, top_k))
 
     def ask_stream(
         self, question: str, history: list[dict[str, Any]] | None = None, top_k: int | None = None
