@@ -150,6 +150,19 @@ class OpenAIChatModel:
             raise ModelServerUnavailable(self.url, "reply has no choices")
         return reply.choices[0].message.content or ""
 
+    def first_token_logprobs(self, messages: Messages, *, top: int = 20) -> dict[str, float]:
+        """The `top` likeliest first tokens of the reply with their log-probabilities (llama.cpp and vLLM)."""
+        with self._translated():
+            reply = self._client.chat.completions.create(
+                **self._request(messages, 1, None), logprobs=True, top_logprobs=top
+            )
+        if not isinstance(reply, ChatCompletion) or not reply.choices:
+            raise ModelServerUnavailable(self.url, "reply is not a chat completion with choices")
+        logprobs = reply.choices[0].logprobs
+        if logprobs is None or not logprobs.content:
+            raise ModelServerUnavailable(self.url, "the server returned no logprobs")
+        return {t.token: t.logprob for t in logprobs.content[0].top_logprobs}
+
 
 def health(model: ChatModel) -> dict[str, Any]:
     """Whether the model server generates right now: a real 1-token completion, timed."""

@@ -23,6 +23,7 @@ SLOTS: dict[str, frozenset[str]] = {
     "answer": frozenset({"sources", "question"}),
     "source": frozenset({"number", "title", "text"}),
     "rewrite": frozenset({"previous", "question"}),
+    "rerank": frozenset({"question", "title", "text"}),
 }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from typing import Protocol
 
 from agent.embed import Embedder
 from agent.errors import IndexNotBuilt
@@ -26,6 +27,14 @@ from agent.types import PaperHit, Passage
 Scale = Callable[[float], float]
 
 
+class Reranker(Protocol):
+    """Reorders a search's ranked papers (agent.rerank.LLMReranker asks the model server)."""
+
+    depth: int
+
+    def rerank(self, question: str, hits: Sequence[PaperHit]) -> list[PaperHit]: ...
+
+
 class Retriever:
     """Finds the papers and passages that answer a question."""
 
@@ -35,11 +44,13 @@ class Retriever:
         embedder: Embedder,
         settings: RetrieveSettings,
         lexical: LexicalIndex | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self.index = index
         self.embedder = embedder
         self.settings = settings
         self._lexical = lexical  # None: built in memory from the index the first time a search needs it
+        self.reranker = reranker
 
     @property
     def lexical(self) -> LexicalIndex:
@@ -65,8 +76,12 @@ class Retriever:
         """The `top_k` best papers for the question, each with its matching passages."""
         top_k = top_k or self.settings.top_k
         if self.settings.mode == "hybrid":
-            return self._fused(question, self.settings.candidates)[:top_k]
-        return rank_papers(self.passages(question), top_k)
+            hits = self._fused(question, self.settings.candidates)
+        else:
+            hits = rank_papers(self.passages(question), max(top_k, self.reranker.depth if self.reranker else 0))
+        if self.reranker is not None:
+            hits = self.reranker.rerank(question, hits)
+        return hits[:top_k]
 
     def _dense(self, question: str, n: int) -> list[Passage]:
         vector = self.embedder.embed([question])[0]

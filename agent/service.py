@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from agent.corpus import ReadReport, read_paths
 from agent.embed import Embedder, SentenceTransformerEmbedder
+from agent.errors import AgentError
 from agent.index import Index, IngestStats
 from agent.lexical import LexicalIndex, sync_lexical
 from agent.prompts import PROMPTS_DIR, load_prompts
-from agent.retrieve import Retriever
+from agent.rerank import LLMReranker, TokenScorer
+from agent.retrieve import Reranker, Retriever
 from agent.settings import BUNDLED_CORPUS, Settings, get_settings
 from agent.types import Answer, PaperHit, StreamEvent
 
@@ -52,10 +54,21 @@ class PaperAgent:
 
     @cached_property
     def retriever(self) -> Retriever:
-        needs_lexical = self.settings.retrieve.mode != "dense"  # dense-only search never reads the BM25 index
+        settings = self.settings.retrieve
+        needs_lexical = settings.mode != "dense"  # dense-only search never reads the BM25 index
         return Retriever(
-            self.index, self.embedder, self.settings.retrieve, lexical=self.lexical if needs_lexical else None
+            self.index,
+            self.embedder,
+            settings,
+            lexical=self.lexical if needs_lexical else None,
+            reranker=self._reranker() if settings.rerank == "llm" else None,
         )
+
+    def _reranker(self) -> Reranker:
+        model = self.chat_model
+        if not isinstance(model, TokenScorer):
+            raise AgentError(f"retrieve.rerank=llm: {model!r} cannot report token log-probabilities")
+        return LLMReranker(model, self.prompts["rerank"], self.settings.retrieve)
 
     def ingest(self, paths: Sequence[Path] = (), *, progress: bool = True) -> tuple[ReadReport, IngestStats]:
         """Read the files (default: the bundled corpus) and bring the index up to date with them."""

@@ -64,6 +64,12 @@ class RetrieveSettings(Section):
         0.7, ge=0.0, le=1.0, description="Hybrid: weight of the dense retriever; lexical gets 1 - this."
     )
     rrf_k: int = Field(60, ge=1, le=1000, description="Hybrid with fusion=rrf: the k in 1 / (k + rank).")
+    rerank: Literal["off", "llm"] = Field(
+        "off",
+        description="Rerank the top papers by the model server's yes/no relevance judgement (needs a capable model).",
+    )
+    rerank_depth: int = Field(20, ge=1, le=100, description="Rerank: how many of the top papers the model judges.")
+    rerank_concurrency: int = Field(4, ge=1, le=64, description="Rerank: relevance requests in flight at once.")
 
 
 class LLMSettings(Section):

@@ -68,12 +68,14 @@ class PaperHit:
     title: str
     score: float
     passages: tuple[Passage, ...] = ()
+    relevance: float | None = None  # the reranker's P(relevant), when it judged this paper; `score` stays the search's
 
     def to_json(self) -> dict[str, Any]:
         return {
             "paper_id": self.paper_id,
             "title": self.title,
             "score": round(self.score, 6),
+            "relevance": None if self.relevance is None else round(self.relevance, 6),
             "passages": [asdict(p) for p in self.passages],
         }
 

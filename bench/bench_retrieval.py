@@ -1,13 +1,16 @@
 """Retrieval quality and search latency per retriever mode on a question set, in one run.
 
     PAPER_AGENT_DATA_DIR=/tmp/my-index .venv/bin/python bench/bench_retrieval.py [--questions FILE] [--repeat 3]
+        [--rerank DEPTH]
 
 Quality (by paper id, unanswerable questions left out): hit@1, hit@5 and MRR@10 over single-gold questions,
 recall@10 over multi-gold ones, for dense, lexical, hybrid (relative-score fusion), hybrid with reciprocal rank
 fusion, and the plain baseline: all-MiniLM-L6-v2 over title + abstract, one vector per paper, brute-force cosine.
 Latency: each mode's `Retriever.search` against the raw dense baseline measured in the same run, interleaved
 question by question: one `SentenceTransformer.encode` of the query + one raw `collection.query` (`candidates`
-results) on the same Chroma collection. Needs an ingested index (`paper-agent ingest`).
+results) on the same Chroma collection. Needs an ingested index (`paper-agent ingest`). `--rerank DEPTH` adds
+hybrid + LLM rerank of the top DEPTH papers by the configured model server (started locally if none is set),
+timed over its one quality pass (answerable questions only) because it costs seconds per search on a CPU.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import agent  # noqa: F401  (offline environment first)
+from agent.llm_server import ensure_server
 from agent.retrieve import Retriever
 from agent.service import PaperAgent
 from agent.settings import PROJECT_ROOT, Settings
@@ -35,16 +39,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=Path, default=PUBLIC)
     parser.add_argument("--repeat", type=int, default=3, help="timed passes over the questions")
+    parser.add_argument("--rerank", type=int, metavar="DEPTH", help="also hybrid + LLM rerank of the top DEPTH")
     args = parser.parse_args()
 
     questions = [json.loads(line) for line in args.questions.read_text().splitlines() if line.strip()]
     paper_agent = PaperAgent(Settings())
     searches = _searches(paper_agent)
     raw = _raw_dense(paper_agent)
+    # Reranking costs seconds per search on a CPU: it is timed during its one quality pass, not in the loop.
+    slow: dict[str, Search] = {}
+    slow_times: dict[str, list[float]] = {}
+    if args.rerank:
+        name = f"hybrid + rerank@{args.rerank}"
+        slow[name] = _timed(_reranked(paper_agent, args.rerank), slow_times.setdefault(name, []))
     print(f"index: {paper_agent.settings.data_dir}  {paper_agent.index.stats()}  questions: {args.questions.name}")
 
-    quality = {name: _quality(search, questions) for name, search in searches.items()}
-    latency = _latency({"raw dense": raw, **searches}, [q["question"] for q in questions], args.repeat)
+    quality = {name: _quality(search, questions) for name, search in {**searches, **slow}.items()}
+    latency = _latency({"raw dense": raw, **searches}, [q["question"] for q in questions], args.repeat) | slow_times
     _print_table(quality, latency, len(questions) * args.repeat)
 
 
@@ -66,6 +77,25 @@ def _searches(paper_agent: PaperAgent) -> dict[str, Search]:
         searches[name] = lambda q, r=retriever: [h.paper_id for h in r.search(q, DEPTH)]
     searches["baseline (paper vec)"] = _paper_vector_baseline(paper_agent)
     return searches
+
+
+def _reranked(paper_agent: PaperAgent, depth: int) -> Search:
+    """Hybrid search with the model server judging the top `depth` papers."""
+    retrieve = paper_agent.settings.retrieve.model_copy(update={"rerank": "llm", "rerank_depth": depth})
+    settings = paper_agent.settings.model_copy(update={"retrieve": retrieve})
+    ensure_server(settings)
+    reranking = PaperAgent(settings, embedder=paper_agent.embedder)
+    return lambda q: [h.paper_id for h in reranking.search(q, DEPTH)]
+
+
+def _timed(search: Search, times: list[float]) -> Search:
+    def timed(question: str) -> list[str]:
+        start = time.perf_counter()
+        ranked = search(question)
+        times.append((time.perf_counter() - start) * 1000)
+        return ranked
+
+    return timed
 
 
 def _paper_vector_baseline(paper_agent: PaperAgent) -> Search:

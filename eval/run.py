@@ -74,6 +74,7 @@ def run_eval(
         "questions": len(records),
         "answer_errors": sum(r.error is not None for r in records),
         "mode": settings.retrieve.mode,
+        "rerank": settings.retrieve.rerank,
         "retrieval_only": retrieval_only,
         "top_k": settings.retrieve.top_k,
         "judge": check.name,
@@ -136,9 +137,9 @@ def answer_all(
     """One Record per question, in question order, `eval.concurrency` questions at a time."""
     # Load the embedding model and open the index (and start the model server) before the clock runs, so
     # the first questions' latencies measure answering, not start-up.
-    agent.search(questions[0].question, RANK_DEPTH)
-    if not retrieval_only:
+    if not retrieval_only or agent.settings.retrieve.rerank != "off":
         ensure_server(agent.settings)
+    agent.search(questions[0].question, RANK_DEPTH)
     with (
         ThreadPoolExecutor(max_workers=agent.settings.eval.concurrency) as pool,
         tqdm(total=len(questions), desc="questions", unit="q", disable=not progress) as bar,

@@ -238,6 +238,38 @@ def test_stream_yields_text_deltas_only(scripted: list[ScriptedServer]) -> None:
     assert list(OpenAIChatModel(LLMSettings(), server.url).stream(USER)) == ["Self-", "attention", " [1]."]
 
 
+def completion_with_logprobs(top: dict[str, float] | None) -> bytes:
+    """A one-token chat completion as llama.cpp and vLLM send it with `logprobs=true` (None: without logprobs)."""
+    choice: dict[str, Any] = {"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": "No"}}
+    if top is not None:
+        entries = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top.items()]
+        choice["logprobs"] = {"content": [{**entries[0], "top_logprobs": entries}]}
+    body = {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [choice]}
+    return json.dumps(body).encode()
+
+
+def test_first_token_logprobs_reads_the_top_candidates(scripted: list[ScriptedServer]) -> None:
+    server = ScriptedServer(200, completion_with_logprobs({"No": -0.4, "Yes": -1.2, "The": -2.0}))
+    scripted.append(server)
+    assert OpenAIChatModel(LLMSettings(), server.url).first_token_logprobs(USER) == {
+        "No": -0.4,
+        "Yes": -1.2,
+        "The": -2.0,
+    }
+
+
+def test_first_token_logprobs_without_logprobs_is_unavailable(scripted: list[ScriptedServer]) -> None:
+    server = ScriptedServer(200, completion_with_logprobs(None))
+    scripted.append(server)
+    with pytest.raises(ModelServerUnavailable, match="no logprobs"):
+        OpenAIChatModel(LLMSettings(), server.url).first_token_logprobs(USER)
+
+
+def test_first_token_logprobs_against_closed_port() -> None:
+    with pytest.raises(ModelServerUnavailable, match="connect"):
+        OpenAIChatModel(LLMSettings(), closed_port_url()).first_token_logprobs(USER)
+
+
 # --- health ---
 
 
