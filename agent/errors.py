@@ -23,6 +23,17 @@ class IndexNotBuilt(AgentError):
         super().__init__(f"the index at {where} is empty: run `paper-agent ingest` first")
 
 
+class IndexBuiltWithOtherModel(IndexNotBuilt):
+    """The index's vectors come from another embedding model than the one search embeds questions with."""
+
+    def __init__(self, where: str, built_with: str, searching_with: str) -> None:
+        AgentError.__init__(
+            self,
+            f"the index at {where} was embedded with {built_with}, but search embeds with {searching_with}: "
+            "run `paper-agent ingest` to re-embed it",
+        )
+
+
 class ModelServerUnavailable(AgentError):
     """The model server did not answer, or answered with an error."""
 

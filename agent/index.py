@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from agent.embed import Embedder
-from agent.errors import IndexNotBuilt
+from agent.errors import IndexBuiltWithOtherModel, IndexNotBuilt
 from agent.settings import IndexSettings, Settings
 from agent.types import Chunk, Paper, Passage
 
@@ -102,6 +102,9 @@ def make_client(settings: Settings) -> Any:
     return chromadb.PersistentClient(path=str(settings.data_dir / "chroma"), settings=chroma_settings)
 
 
+LEGACY_EMBEDDER = "all-MiniLM-L6-v2"
+
+
 class Index:
     """The paper collection in Chroma: ingest, query by vector, look papers up."""
 
@@ -109,6 +112,21 @@ class Index:
         self.settings = settings.index
         self.where = settings.index.chroma_url or str(settings.data_dir / "chroma")
         self.client = client if client is not None else make_client(settings)
+        self.chunks = self._collection(self.settings.collection)
+        self.papers = self._collection(f"{self.settings.collection}__papers")
+
+    @property
+    def built_with(self) -> str | None:
+        """The embedding model the stored vectors come from (None: nothing stored yet)."""
+        if self.chunks.count() == 0:
+            return None
+        # An index without the record predates it, when all-MiniLM-L6-v2 was the only model.
+        return str((self.chunks.metadata or {}).get("embedder", LEGACY_EMBEDDER))
+
+    def _reset(self) -> None:
+        """Drop every vector: another model's cannot be mixed in (nor, at another dimension, stored)."""
+        for collection in (self.chunks, self.papers):
+            self.client.delete_collection(collection.name)
         self.chunks = self._collection(self.settings.collection)
         self.papers = self._collection(f"{self.settings.collection}__papers")
 
@@ -134,7 +152,13 @@ class Index:
         progress: bool = True,
         on_batch: OnBatch | None = None,
     ) -> IngestStats:
-        """Upsert the papers' chunks; drop chunks of these sources' papers that are gone. Idempotent."""
+        """Upsert the papers' chunks; drop chunks of these sources' papers that are gone. Idempotent.
+
+        An index embedded with another model is emptied first: all of it must be re-embedded, not just these papers.
+        """
+        if self.built_with not in (None, embedder.name):
+            self._reset()
+        self.chunks.modify(metadata={"embedder": embedder.name})
         chunks = [c for paper in papers for c in chunk_paper(paper, self.settings)]
         hashes = {c.id: _content_hash(c, embedder.name) for c in chunks}
         stored = self._stored_hashes(list(hashes))
@@ -217,9 +241,19 @@ class Index:
 
     # read -------------------------------------------------------------------------------------------
 
-    def query(self, vector: np.ndarray, n: int) -> list[Passage]:
-        """The `n` chunks nearest to `vector`, best first; score is cosine similarity."""
-        got = self.chunks.query(query_embeddings=[vector], n_results=n, include=["documents", "metadatas", "distances"])
+    def query(self, vector: np.ndarray, n: int, embedded_with: str) -> list[Passage]:
+        """The `n` chunks nearest to `vector` (a question embedded with `embedded_with`), best first, by cosine."""
+        from chromadb.errors import InvalidArgumentError  # chromadb is imported with the client, not before
+
+        stored = (self.chunks.metadata or {}).get("embedder")
+        if stored is not None and stored != embedded_with:
+            raise IndexBuiltWithOtherModel(self.where, stored, embedded_with)
+        try:
+            got = self.chunks.query(
+                query_embeddings=[vector], n_results=n, include=["documents", "metadatas", "distances"]
+            )
+        except InvalidArgumentError as error:  # an index from before the record, at another dimension
+            raise IndexBuiltWithOtherModel(self.where, LEGACY_EMBEDDER, embedded_with) from error
         if not got["ids"][0]:  # checked after the query, not before: a count() per search cost 7% of /search
             raise IndexNotBuilt(self.where)
         return [

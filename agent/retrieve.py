@@ -85,7 +85,7 @@ class Retriever:
 
     def _dense(self, question: str, n: int) -> list[Passage]:
         vector = self.embedder.embed([question])[0]
-        return self.index.query(vector, n)
+        return self.index.query(vector, n, self.embedder.name)
 
     def _lexical_passages(self, question: str, n: int) -> list[Passage]:
         if len(self.lexical) == 0:

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.corpus import ReadReport, read_paths
-from agent.embed import Embedder, SentenceTransformerEmbedder
+from agent.embed import MINILM, Embedder, SentenceTransformerEmbedder
 from agent.errors import AgentError
 from agent.index import Index, IngestStats
 from agent.lexical import LexicalIndex, sync_lexical
 from agent.prompts import PROMPTS_DIR, load_prompts
 from agent.rerank import LLMReranker, TokenScorer
 from agent.retrieve import Reranker, Retriever
-from agent.settings import BUNDLED_CORPUS, Settings, get_settings
+from agent.settings import BUNDLED_CORPUS, EmbedSettings, Settings, get_settings
 from agent.types import Answer, PaperHit, StreamEvent
 
 if TYPE_CHECKING:
@@ -42,6 +42,14 @@ class PaperAgent:
     @cached_property
     def embedder(self) -> Embedder:
         return SentenceTransformerEmbedder(self.settings.embed, batch_size=self.settings.index.embed_batch_size)
+
+    @cached_property
+    def sentence_embedder(self) -> Embedder:
+        """all-MiniLM-L6-v2, for choosing and checking answer sentences: their thresholds were calibrated with it."""
+        embed = self.settings.embed
+        if embed.model == MINILM and embed.model_path is None:
+            return self.embedder
+        return SentenceTransformerEmbedder(EmbedSettings(model=MINILM, device=embed.device))
 
     @cached_property
     def index(self) -> Index:
@@ -121,7 +129,7 @@ class PaperAgent:
             question,
             passages,
             model=self.chat_model,
-            embedder=self.embedder,
+            embedder=self.sentence_embedder,
             prompts=self.prompts,
             settings=settings,
             timings=timings,

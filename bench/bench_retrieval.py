@@ -103,10 +103,11 @@ def _paper_vector_baseline(paper_agent: PaperAgent) -> Search:
     got = paper_agent.index.papers.get(include=["documents", "metadatas"])
     texts = [f"{meta['title']}\n{doc}" for doc, meta in zip(got["documents"], got["metadatas"])]
     ids = np.array(got["ids"])
-    vectors = paper_agent.embedder.embed(texts)
+    minilm = paper_agent.sentence_embedder
+    vectors = minilm.embed(texts)
 
     def search(question: str) -> list[str]:
-        scores = vectors @ paper_agent.embedder.embed([question])[0]
+        scores = vectors @ minilm.embed([question])[0]
         return list(ids[np.argsort(-scores, kind="stable")[:DEPTH]])
 
     return search

@@ -58,7 +58,7 @@ def relevances(agent_: PaperAgent, questions: list[dict]) -> dict[str, tuple[boo
     out = {}
     for q in questions:
         hits = agent_.search(q["question"], settings.max_passages)
-        sources = prepare_sources(q["question"], [h.passages[0] for h in hits], agent_.embedder, 10_000)
+        sources = prepare_sources(q["question"], [h.passages[0] for h in hits], agent_.sentence_embedder, 10_000)
         out[q["id"]] = (bool(q["gold_ids"]), max((s.relevance for s in sources), default=0.0))
     return out
 

@@ -257,10 +257,15 @@ def _checked_judge(
     settings = agent.settings
     model = model or judge_chat_model(agent)
     judge = Judge(
-        model, agent.embedder, max_tokens=settings.eval.judge_max_tokens, timeout_s=settings.eval.judge_timeout_s
+        model,
+        agent.sentence_embedder,
+        max_tokens=settings.eval.judge_max_tokens,
+        timeout_s=settings.eval.judge_timeout_s,
     )
     # The self-test's cases are one sentence each: a judge that needs more than this to answer them has failed.
-    probe = Judge(model, agent.embedder, max_tokens=SELF_TEST_MAX_TOKENS, timeout_s=settings.eval.judge_timeout_s)
+    probe = Judge(
+        model, agent.sentence_embedder, max_tokens=SELF_TEST_MAX_TOKENS, timeout_s=settings.eval.judge_timeout_s
+    )
     if progress:
         print(f"judge self-test: {judge.name} ...", file=sys.stderr)
     result = asyncio.run(self_test(probe, settings.eval.judge_min_selftest, settings.eval.concurrency))

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from agent.corpus import read_paths
-from agent.index import Index, chunk_paper
+from agent.errors import IndexBuiltWithOtherModel
+from agent.index import LEGACY_EMBEDDER, Index, chunk_paper
 from agent.retrieve import Retriever
 from agent.settings import IndexSettings, RetrieveSettings, Settings
 from agent.types import Paper, paper_id_for
@@ -94,3 +97,43 @@ def test_paper_record_round_trip(tmp_settings: Settings, tmp_path: Path) -> None
     _ingest(index, path)
     paper = index.get_paper(paper_id_for("T"))
     assert (paper.title, paper.text, paper.authors, paper.year) == ("T", "A.", ("X Y", "Z"), 2020)
+
+
+# --- which model the vectors come from ------------------------------------------------------------
+
+
+class WideHashEmbedder(HashEmbedder):
+    """Another model: other name, other dimension."""
+
+    name = "wide-hash-embedder"
+    dim = 96
+
+
+def test_index_records_its_model_and_refuses_questions_from_another(tmp_settings: Settings, tmp_path: Path) -> None:
+    index = Index(tmp_settings)
+    _ingest(index, _write(tmp_path / "a.jsonl", {"Alpha": "About alpha particles."}))
+    assert index.built_with == HashEmbedder.name
+    retriever = Retriever(index, WideHashEmbedder(), RetrieveSettings(mode="dense"))
+    with pytest.raises(IndexBuiltWithOtherModel, match="embedded with hash-embedder, but search embeds with wide"):
+        retriever.search("alpha")
+    assert Index(tmp_settings).built_with == HashEmbedder.name  # the record is stored, not just remembered
+
+
+def test_ingest_with_another_model_re_embeds_everything(tmp_settings: Settings, tmp_path: Path) -> None:
+    index = Index(tmp_settings)
+    _ingest(index, _write(tmp_path / "a.jsonl", {"Alpha": "About alpha particles."}))
+    _ingest(index, _write(tmp_path / "b.jsonl", {"Beta": "About beta decay."}))
+    stats = index.ingest(read_paths([tmp_path / "a.jsonl"]).papers, WideHashEmbedder(), progress=False)
+    # Beta's 64-dimensional vectors cannot stay beside 96-dimensional ones: the index starts over.
+    assert (stats.embedded, index.stats()) == (1, {"papers": 1, "chunks": 1})
+    assert index.built_with == WideHashEmbedder.name
+    hits = Retriever(index, WideHashEmbedder(), RetrieveSettings(mode="dense")).search("alpha particles", 1)
+    assert hits[0].title == "Alpha"
+
+
+def test_an_index_from_before_the_record_counts_as_minilm(tmp_settings: Settings) -> None:
+    index = Index(tmp_settings)
+    index.chunks.add(ids=["p:0"], embeddings=[[1.0] * 4], documents=["x"], metadatas=[{"paper_id": "p", "title": "T"}])
+    assert index.built_with == LEGACY_EMBEDDER == "all-MiniLM-L6-v2"
+    with pytest.raises(IndexBuiltWithOtherModel, match="embedded with all-MiniLM-L6-v2"):
+        Retriever(index, HashEmbedder(), RetrieveSettings(mode="dense")).search("anything")
