@@ -113,6 +113,9 @@ def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
     if agent.index.stats()["chunks"] == 0:
         print(f"the index at {settings.data_dir} is empty: ingesting the bundled corpus", flush=True)
         cmd_ingest(argparse.Namespace(paths=[], quiet=False), agent)
+    elif (built_with := agent.index.built_with) != agent.embedder.name:
+        print(f"the index was embedded with {built_with}: re-embedding it with {agent.embedder.name}", flush=True)
+        agent.index.reembed(agent.embedder)
     _ready_model_server(settings)
     # Searches embed one short query each: batched on one thread, they leave the other cores to HTTP and
     # Chroma, and no OpenMP team spins at barriers against the model server for the same cores.

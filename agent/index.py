@@ -103,6 +103,7 @@ def make_client(settings: Settings) -> Any:
 
 
 LEGACY_EMBEDDER = "all-MiniLM-L6-v2"
+_NEW = "__reembedding"  # suffix of the collections a re-embedding fills before they replace the old ones
 
 
 class Index:
@@ -123,12 +124,35 @@ class Index:
         # An index without the record predates it, when all-MiniLM-L6-v2 was the only model.
         return str((self.chunks.metadata or {}).get("embedder", LEGACY_EMBEDDER))
 
-    def _reset(self) -> None:
-        """Drop every vector: another model's cannot be mixed in (nor, at another dimension, stored)."""
-        for collection in (self.chunks, self.papers):
+    def reembed(self, embedder: Embedder, *, progress: bool = True) -> int:
+        """Re-embed every stored chunk and paper with `embedder`, keeping every record; returns the chunk count.
+
+        What a change of model needs: another model's vectors cannot be mixed in (nor, at another dimension,
+        stored). The new vectors go into new collections that replace the old ones only when complete, so a crash
+        half-way leaves the old index as it was."""
+        got = self.chunks.get(include=["documents", "metadatas"])
+        chunks = [_chunk_from_record(*record) for record in zip(got["ids"], got["documents"], got["metadatas"])]
+        got = self.papers.get(include=["documents", "metadatas"])
+        papers = [_paper_from_record(*record) for record in zip(got["ids"], got["documents"], got["metadatas"])]
+        old = (self.chunks, self.papers)
+        names = (self.settings.collection, f"{self.settings.collection}__papers")
+        for name in names:  # left over from an attempt that crashed
+            if f"{name}{_NEW}" in {c.name for c in self.client.list_collections()}:
+                self.client.delete_collection(f"{name}{_NEW}")
+        self.chunks, self.papers = (self._collection(f"{name}{_NEW}") for name in names)
+        try:
+            self.chunks.modify(metadata={"embedder": embedder.name})
+            hashes = {c.id: _content_hash(c, embedder.name) for c in chunks}
+            vectors = self._embed_and_write(chunks, hashes, embedder, progress, None)
+            self._write_papers(papers, chunks, vectors)
+        except BaseException:
+            self.chunks, self.papers = old
+            raise
+        for collection, name in zip(old, names, strict=True):
             self.client.delete_collection(collection.name)
-        self.chunks = self._collection(self.settings.collection)
-        self.papers = self._collection(f"{self.settings.collection}__papers")
+            self.client.get_collection(f"{name}{_NEW}").modify(name=name)
+        self.chunks, self.papers = (self._collection(name) for name in names)
+        return len(chunks)
 
     def _collection(self, name: str) -> Any:
         """A cosine collection that stores our vectors (never Chroma's downloading default embedder)."""
@@ -154,10 +178,10 @@ class Index:
     ) -> IngestStats:
         """Upsert the papers' chunks; drop chunks of these sources' papers that are gone. Idempotent.
 
-        An index embedded with another model is emptied first: all of it must be re-embedded, not just these papers.
+        An index embedded with another model is re-embedded first, all of it, not just these papers.
         """
         if self.built_with not in (None, embedder.name):
-            self._reset()
+            self.reembed(embedder, progress=progress)
         self.chunks.modify(metadata={"embedder": embedder.name})
         chunks = [c for paper in papers for c in chunk_paper(paper, self.settings)]
         hashes = {c.id: _content_hash(c, embedder.name) for c in chunks}
@@ -319,6 +343,18 @@ def _passage(chunk_id: str, text: str, meta: dict[str, Any], score: float) -> Pa
         score=float(score),
         position=int(meta.get("position", 0)),
         page=meta.get("page"),
+    )
+
+
+def _chunk_from_record(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
+    return Chunk(
+        id=chunk_id,
+        paper_id=str(meta["paper_id"]),
+        title=str(meta["title"]),
+        position=int(meta.get("position", 0)),
+        text=text,
+        page=meta.get("page"),
+        source=str(meta.get("source", "")),
     )
 
 

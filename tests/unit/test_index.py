@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agent.corpus import read_paths
@@ -119,16 +120,37 @@ def test_index_records_its_model_and_refuses_questions_from_another(tmp_settings
     assert Index(tmp_settings).built_with == HashEmbedder.name  # the record is stored, not just remembered
 
 
-def test_ingest_with_another_model_re_embeds_everything(tmp_settings: Settings, tmp_path: Path) -> None:
+def test_ingest_with_another_model_re_embeds_everything_and_keeps_it(tmp_settings: Settings, tmp_path: Path) -> None:
     index = Index(tmp_settings)
     _ingest(index, _write(tmp_path / "a.jsonl", {"Alpha": "About alpha particles."}))
     _ingest(index, _write(tmp_path / "b.jsonl", {"Beta": "About beta decay."}))
+    before = index.chunks.get(include=["documents", "metadatas"])
     stats = index.ingest(read_paths([tmp_path / "a.jsonl"]).papers, WideHashEmbedder(), progress=False)
-    # Beta's 64-dimensional vectors cannot stay beside 96-dimensional ones: the index starts over.
-    assert (stats.embedded, index.stats()) == (1, {"papers": 1, "chunks": 1})
+    # Beta came from another file, but its 64-dimensional vector cannot stay beside 96-dimensional ones:
+    # it is re-embedded from what the index stores, not dropped.
+    assert stats.embedded == 0 and index.stats() == {"papers": 2, "chunks": 2}
+    after = index.chunks.get(include=["documents", "metadatas"])
+    assert (after["ids"], after["documents"]) == (before["ids"], before["documents"])
     assert index.built_with == WideHashEmbedder.name
-    hits = Retriever(index, WideHashEmbedder(), RetrieveSettings(mode="dense")).search("alpha particles", 1)
-    assert hits[0].title == "Alpha"
+    assert {c.name for c in index.client.list_collections()} == {"papers", "papers__papers"}
+    search = Retriever(index, WideHashEmbedder(), RetrieveSettings(mode="dense")).search
+    assert search("beta decay", 1)[0].title == "Beta" and search("alpha particles", 1)[0].title == "Alpha"
+
+
+def test_a_re_embedding_that_fails_half_way_leaves_the_old_index(tmp_settings: Settings, tmp_path: Path) -> None:
+    class Failing(WideHashEmbedder):
+        def embed(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
+            raise RuntimeError("out of memory")
+
+    index = Index(tmp_settings)
+    _ingest(index, _write(tmp_path / "a.jsonl", {"Alpha": "About alpha particles.", "Beta": "About beta decay."}))
+    with pytest.raises(RuntimeError):
+        index.reembed(Failing(), progress=False)
+    assert index.built_with == HashEmbedder.name  # this process goes on with the old collections too
+    reopened = Index(tmp_settings)
+    assert reopened.built_with == HashEmbedder.name and reopened.stats() == {"papers": 2, "chunks": 2}
+    assert reopened.reembed(WideHashEmbedder(), progress=False) == 2  # a retry clears the half-built copy
+    assert reopened.built_with == WideHashEmbedder.name
 
 
 def test_an_index_from_before_the_record_counts_as_minilm(tmp_settings: Settings) -> None:
