@@ -122,6 +122,7 @@ def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
     torch.set_num_threads(settings.serve.embed_threads)
     agent = PaperAgent(settings, embedder=BatchingEmbedder(agent.embedder))
     agent.search("warm-up")  # loads the model and any lexical index now, not during the first request
+    agent.sentence_embedder.embed(["warm-up"])  # and the model that picks answer sentences
     sys.path.insert(0, str(PROJECT_ROOT))  # app.py sits at the top of the checkout (what uvicorn's --app-dir does)
     import app
 
