@@ -136,13 +136,13 @@ def extractive(question: str, sources: list[Source], settings: AnswerSettings) -
     """Quotes from the sources that clearly match the question (best sentence reaches `min_evidence`): the sentence
     most like the question, or for a question asking for a quantity, the most alike one that gives a new figure
     (the figure often sits in a later, less similar sentence of a clearly matching abstract)."""
-    need_figure, asked = asks_for_figure(question), figures(content_words(question))
+    need_figure = asks_for_figure(question)
     picks = []
     for source in sources:
         if source.relevance < settings.min_evidence:
             continue
         for score, sentence in sorted(zip(source.sentence_scores, source.sentences), reverse=True):
-            if not need_figure or figures(content_words(sentence)) - asked:
+            if not need_figure or gives_new_figure(sentence, question):
                 picks.append((score, Claim(f'{source.passage.title}: "{sentence}"', (source.number,))))
                 break
     picks.sort(key=lambda p: -p[0])
@@ -170,8 +170,12 @@ def verify_claims(
 
 def answers_question(question: str, kept: list[Checked]) -> bool:
     """A question asking for a quantity is answered only if a kept sentence gives a figure it does not contain."""
-    asked = figures(content_words(question))
-    return not asks_for_figure(question) or any(figures(content_words(c.text)) - asked for c in kept)
+    return not asks_for_figure(question) or any(gives_new_figure(c.text, question) for c in kept)
+
+
+def gives_new_figure(text: str, question: str) -> bool:
+    """Whether `text` states a figure (number) that the question does not already contain."""
+    return bool(figures(content_words(text)) - figures(content_words(question)))
 
 
 def refusal(question: str, sources: list[Source], timings: dict[str, float], **verification: object) -> Answer:

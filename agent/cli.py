@@ -50,10 +50,9 @@ def cmd_ask(args: argparse.Namespace, agent: PaperAgent) -> int:
     from agent.types import Delta, Final, Sources
 
     torch.set_num_threads(agent.settings.serve.embed_threads)  # one query: a thread team only spins (see serve)
-    if agent.settings.llm.base_url is None:
-        from agent.llm_server import ensure_server
+    from agent.llm_server import ensure_server
 
-        ensure_server(agent.settings)  # reuse the local server, or start one (it stays up for the next question)
+    ensure_server(agent.settings)  # the configured server, else reuse the local one or start one (it stays up)
     if args.json:
         print(json.dumps(agent.ask(args.question, top_k=args.k).to_json(), indent=2))
         return 0
@@ -110,6 +109,10 @@ def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
     from agent.settings import PROJECT_ROOT
 
     settings = agent.settings
+    # Searches embed one short query each: batched on one thread (set below, after any ingest), they leave the
+    # other cores to HTTP and Chroma, and no OpenMP team spins at barriers against the model server for the same
+    # cores. Ingest's multi-text calls pass straight through.
+    agent = PaperAgent(settings, embedder=BatchingEmbedder(agent.embedder))
     if agent.index.stats()["chunks"] == 0:
         print(f"the index at {settings.data_dir} is empty: ingesting the bundled corpus", flush=True)
         cmd_ingest(argparse.Namespace(paths=[], quiet=False), agent)
@@ -117,12 +120,8 @@ def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
         print(f"the index was embedded with {built_with}: re-embedding it with {agent.embedder.name}", flush=True)
         agent.index.reembed(agent.embedder)
     _ready_model_server(settings)
-    # Searches embed one short query each: batched on one thread, they leave the other cores to HTTP and
-    # Chroma, and no OpenMP team spins at barriers against the model server for the same cores.
     torch.set_num_threads(settings.serve.embed_threads)
-    agent = PaperAgent(settings, embedder=BatchingEmbedder(agent.embedder))
-    agent.search("warm-up")  # loads the model and any lexical index now, not during the first request
-    agent.sentence_embedder.embed(["warm-up"])  # and the model that picks answer sentences
+    agent.warm_up()  # loads the models and any lexical index now, not during the first request
     sys.path.insert(0, str(PROJECT_ROOT))  # app.py sits at the top of the checkout (what uvicorn's --app-dir does)
     import app
 

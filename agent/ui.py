@@ -12,7 +12,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import gradio as gr
@@ -156,7 +156,7 @@ def turn_heading(turn: int, question: str) -> str:
     return f'<div class="turn-q">{number}<span class="turn-text" title="{q}">{q}</span></div>'
 
 
-def turn_panel(answer: Answer, turn: int, question: str, papers: dict[str, Paper | None]) -> str:
+def turn_panel(answer: Answer, turn: int, question: str, papers: Mapping[str, Paper | None]) -> str:
     """One answered question's block of the sources panel."""
     head = turn_heading(turn, question)
     if answer.citations:
@@ -232,8 +232,7 @@ class ChatTurns:
                 draft += event.text
                 yield draft_message(draft, turn), panel(current, finished), finished
             elif isinstance(event, Final):
-                ids = {c.paper_id for c in event.answer.citations}
-                papers = {pid: self.agent.index.get_paper(pid) for pid in ids}
+                papers = self.agent.index.get_papers(c.paper_id for c in event.answer.citations)
                 block = turn_panel(event.answer, turn, question, papers)
                 yield answer_message(event.answer, turn), panel(block, finished), [block, *finished]
 

@@ -31,6 +31,7 @@ import agent  # noqa: F401  (offline environment first)
 from agent.llm_server import LocalServer, free_port
 from agent.service import PaperAgent
 from agent.settings import PROJECT_ROOT, Settings
+from eval.metrics import percentile
 
 QUESTIONS = PROJECT_ROOT / "eval" / "datasets" / "public.jsonl"
 
@@ -159,7 +160,7 @@ def main() -> None:
         served = sum(statuses.values())
         cpu_ms = (cpu_seconds(process.pid) - cpu_before) * 1000 / served if process is not None and served else None
         errors = sum(n for status, n in statuses.items() if status != 200)
-        p95 = sorted(latencies)[int(len(latencies) * 0.95)] if latencies else 0.0
+        p95 = percentile(latencies, 95) if latencies else 0.0
         print(f"/search, {args.search_clients} concurrent clients, {args.seconds:.0f} s, {os.cpu_count()} cores")
         print(f"  in-process PaperAgent.search (1 thread) : {raw:7.1f} searches/s")
         print(f"  HTTP /search                            : {rate:7.1f} requests/s  ({rate / raw:.2f}x in-process)")

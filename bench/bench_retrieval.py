@@ -29,6 +29,7 @@ from agent.llm_server import ensure_server
 from agent.retrieve import Retriever
 from agent.service import PaperAgent
 from agent.settings import PROJECT_ROOT, Settings
+from eval.metrics import percentile, retrieval_scores
 
 PUBLIC = PROJECT_ROOT / "eval" / "datasets" / "public.jsonl"
 DEPTH = 10
@@ -84,7 +85,7 @@ def _reranked(paper_agent: PaperAgent, depth: int) -> Search:
     retrieve = paper_agent.settings.retrieve.model_copy(update={"rerank": "llm", "rerank_depth": depth})
     settings = paper_agent.settings.model_copy(update={"retrieve": retrieve})
     ensure_server(settings)
-    reranking = PaperAgent(settings, embedder=paper_agent.embedder)
+    reranking = paper_agent.with_settings(settings)
     return lambda q: [h.paper_id for h in reranking.search(q, DEPTH)]
 
 
@@ -128,20 +129,13 @@ def _raw_dense(paper_agent: PaperAgent) -> Search:
 
 
 def _quality(search: Search, questions: list[dict]) -> dict[str, float]:
-    single: list[tuple[float, float, float]] = []
-    recall: list[float] = []
+    """The eval's retrieval metrics (eval/metrics.py), averaged over the questions that have them."""
+    scores: dict[str, list[float]] = {}
     for q in questions:
-        gold = set(q["gold_ids"])
-        if not gold:
-            continue
-        ranked = search(q["question"])
-        if len(gold) == 1:
-            rank = next((i for i, pid in enumerate(ranked, 1) if pid in gold), None)
-            single.append((float(rank == 1), float(rank is not None and rank <= 5), 1.0 / rank if rank else 0.0))
-        else:
-            recall.append(len(gold & set(ranked[:DEPTH])) / len(gold))
-    h1, h5, mrr = (statistics.fmean(col) for col in zip(*single))
-    return {"hit@1": h1, "hit@5": h5, "mrr@10": mrr, "recall@10": statistics.fmean(recall), "n": len(single)}
+        if q["gold_ids"]:
+            for name, value in retrieval_scores(search(q["question"]), q["gold_ids"]).items():
+                scores.setdefault(name, []).append(value)
+    return {**{name: statistics.fmean(values) for name, values in scores.items()}, "n": len(scores["hit@1"])}
 
 
 def _latency(searches: dict[str, Search], questions: list[str], repeat: int) -> dict[str, list[float]]:
@@ -163,7 +157,7 @@ def _latency(searches: dict[str, Search], questions: list[str], repeat: int) -> 
 
 def _print_table(quality: dict[str, dict[str, float]], latency: dict[str, list[float]], samples: int) -> None:
     raw = latency["raw dense"]
-    raw_p50, raw_p95 = _pct(raw, 50), _pct(raw, 95)
+    raw_p50, raw_p95 = percentile(raw, 50), percentile(raw, 95)
     n_single = int(next(iter(quality.values()))["n"])
     print(f"quality: {n_single} single-gold questions (hit@k, MRR@10), multi-gold recall@10; {samples} timed searches")
     print(
@@ -173,7 +167,7 @@ def _print_table(quality: dict[str, dict[str, float]], latency: dict[str, list[f
     blank = f"{'':>6s} {'':>6s} {'':>7s} {'':>7s}"
     print(f"{'raw dense (floor)':22s} {blank} {raw_p50:7.2f} {raw_p95:7.2f} {1:7.2f} {1:7.2f}")
     for name, q in quality.items():
-        p50, p95 = _pct(latency[name], 50), _pct(latency[name], 95)
+        p50, p95 = percentile(latency[name], 50), percentile(latency[name], 95)
         print(
             f"{name:22s} {q['hit@1']:6.3f} {q['hit@5']:6.3f} {q['mrr@10']:7.3f} {q['recall@10']:7.3f} "
             f"{p50:7.2f} {p95:7.2f} {p50 / raw_p50:7.2f} {p95 / raw_p95:7.2f}"
@@ -182,10 +176,6 @@ def _print_table(quality: dict[str, dict[str, float]], latency: dict[str, list[f
         "goals for the default (hybrid): hit@1 >= 0.90, hit@5 >= 0.98, MRR@10 >= 0.93, recall@10 = 1.0, "
         "latency <= 1.3x raw"
     )
-
-
-def _pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from agent.errors import AgentError
+from agent.errors import BadFile
 from agent.settings import PROJECT_ROOT
 
 QuestionType = Literal["lookup", "detail", "multi", "unanswerable"]
@@ -20,13 +20,8 @@ QUESTION_TYPES: tuple[QuestionType, ...] = ("lookup", "detail", "multi", "unansw
 DEFAULT_QUESTIONS = PROJECT_ROOT / "eval" / "datasets" / "public.jsonl"
 
 
-class BadQuestionFile(AgentError):
+class BadQuestionFile(BadFile):
     """A question file, or one line of it, is not a valid question."""
-
-    def __init__(self, path: Path, reason: str, line: int | None = None) -> None:
-        self.path, self.reason, self.line = path, reason, line
-        where = f"{path}:{line}" if line is not None else str(path)
-        super().__init__(f"{where}: {reason}")
 
 
 @dataclass(frozen=True)

@@ -55,10 +55,11 @@ def run_eval(
     records = answer_all(agent, questions, retrieval_only=retrieval_only, progress=progress)
     entails, entailment = citation_entailment(settings)
     sources = paper_texts(agent, records)
+    cited_texts = {pid: f"{title}. {text}" for pid, (title, text) in sources.items()}
     for record in records:
         score_retrieval(record)
         if not retrieval_only:
-            score_answer(record, {pid: f"{title}. {text}" for pid, (title, text) in sources.items()}, entails)
+            score_answer(record, cited_texts, entails)
     check = _checked_judge(agent, records, retrieval_only, progress, judge_model)
     gold_texts = {pid: text for pid, (_, text) in sources.items()}
     asyncio.run(
@@ -96,9 +97,9 @@ def run_for_mode(
 ) -> dict[str, dict[str, Any]]:
     """What `paper-agent eval` runs: the settings' mode, one given mode, or `all` (one sub-folder each)."""
     if mode == "all":
-        return run_modes(agent.settings, questions, out_dir, MODES, retrieval_only=retrieval_only, progress=progress)
+        return run_modes(agent, questions, out_dir, MODES, retrieval_only=retrieval_only, progress=progress)
     if mode is not None and mode != agent.settings.retrieve.mode:
-        agent = PaperAgent(with_mode(agent.settings, mode))
+        agent = agent.with_settings(with_mode(agent.settings, mode))
     summary = run_eval(agent, questions, out_dir, retrieval_only=retrieval_only, progress=progress)
     return {agent.settings.retrieve.mode: summary}
 
@@ -110,7 +111,7 @@ def with_mode(settings: Settings, mode: str) -> Settings:
 
 
 def run_modes(
-    settings: Settings,
+    agent: PaperAgent,
     questions: Sequence[Question],
     out_dir: Path,
     modes: Sequence[str],
@@ -118,11 +119,11 @@ def run_modes(
     retrieval_only: bool = False,
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """One run per retrieval mode in `out_dir/<mode>/` (sharing one embedding model), plus a comparison."""
-    embedder = PaperAgent(settings).embedder
+    """One run per retrieval mode in `out_dir/<mode>/` (each sharing what the ones before it built), plus a
+    comparison."""
     summaries = {}
     for mode in modes:
-        agent = PaperAgent(with_mode(settings, mode), embedder=embedder)
+        agent = agent.with_settings(with_mode(agent.settings, mode))
         summaries[mode] = run_eval(agent, questions, out_dir / mode, retrieval_only=retrieval_only, progress=progress)
     write_comparison(out_dir, summaries)
     return summaries
@@ -139,7 +140,7 @@ def answer_all(
     # the first questions' latencies measure answering, not start-up.
     if not retrieval_only or agent.settings.retrieve.rerank != "off":
         ensure_server(agent.settings)
-    agent.search(questions[0].question, RANK_DEPTH)
+    agent.warm_up(answers=not retrieval_only)
     with (
         ThreadPoolExecutor(max_workers=agent.settings.eval.concurrency) as pool,
         tqdm(total=len(questions), desc="questions", unit="q", disable=not progress) as bar,
@@ -199,12 +200,7 @@ def _ms_since(clock: float) -> float:
 def paper_texts(agent: PaperAgent, records: Sequence[Record]) -> dict[str, tuple[str, str]]:
     """Title and text of every gold and cited paper (the reference contexts and the cited sources)."""
     wanted = {g for r in records for g in r.gold_ids} | {c["paper_id"] for r in records for c in r.citations}
-    found = {}
-    for paper_id in sorted(wanted):
-        paper = agent.index.get_paper(paper_id)
-        if paper is not None:
-            found[paper_id] = (paper.title, paper.text)
-    return found
+    return {pid: (paper.title, paper.text) for pid, paper in agent.index.get_papers(wanted).items()}
 
 
 # --- citation support and the judge ------------------------------------------------------------------------

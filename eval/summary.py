@@ -46,10 +46,6 @@ LATENCIES = ("retrieval_ms", "answer_ms", "ttft_ms")
 QUANTILES = (50, 90, 95)
 
 
-def latency_names() -> list[str]:
-    return [f"latency.{key}.p{q}" for key in LATENCIES for q in QUANTILES]
-
-
 def is_lower_better(name: str) -> bool:
     return name.startswith("latency.") or not METRICS.get(name, MetricInfo("")).higher_is_better
 
