@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import secrets
 import socket
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
@@ -20,22 +19,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
-from starlette.background import BackgroundTask
 
-from agent.errors import AgentError, IndexNotBuilt, ModelServerUnavailable, Overloaded, PaperNotFound
+from agent.errors import AgentError, Overloaded, PaperNotFound
 from agent.llm import health as model_health
 from agent.openai_api import openai_router
 from agent.service import PaperAgent
-from agent.serving import GenerationGate, Metrics, MetricsMiddleware, OpenStream, open_events
-from agent.types import Delta, Final, Sources, StreamEvent
+from agent.serving import (
+    GenerationGate,
+    Metrics,
+    MetricsMiddleware,
+    OpenStream,
+    error_body,
+    event_stream,
+    open_events,
+    status_of,
+)
+from agent.types import Delta, Sources, StreamEvent
 
 BEARER = HTTPBearer(auto_error=False, description="The app's API key (`serve.api_key`).")
-STATUS_OF: dict[type[AgentError], int] = {
-    PaperNotFound: 404,
-    ModelServerUnavailable: 503,
-    IndexNotBuilt: 503,
-    Overloaded: 503,
-}
 
 
 class ChatTurn(BaseModel):
@@ -52,16 +53,6 @@ class AskRequest(BaseModel):
 
 
 # --- errors ------------------------------------------------------------------------------------------
-
-
-def status_of(error: AgentError) -> int:
-    return next((code for kind, code in STATUS_OF.items() if isinstance(error, kind)), 500)
-
-
-def error_body(error: AgentError) -> dict[str, Any]:
-    """`detail` as FastAPI's own errors have it, and `error` as OpenAI clients read it."""
-    message = str(error)
-    return {"detail": message, "error": {"message": message, "type": type(error).__name__, "code": status_of(error)}}
 
 
 async def handle_agent_error(request: Request, error: Exception) -> JSONResponse:
@@ -109,14 +100,10 @@ def event_as_sse(event: StreamEvent) -> str:
     return sse("final", event.answer.to_json())
 
 
-async def sse_body(stream: OpenStream, on_first_token: Callable[[], None]) -> AsyncIterator[str]:
+async def sse_body(stream: OpenStream) -> AsyncIterator[str]:
     """The SSE text of a question's events; an error after the first token becomes an `error` event."""
-    first = True
     try:
         async for event in stream:
-            if first and isinstance(event, Delta | Final):
-                first = False
-                on_first_token()
             yield event_as_sse(event)
     except AgentError as error:  # the status line is already sent, so the stream has to say it
         yield sse("error", error_body(error) | {"status": status_of(error)})
@@ -136,26 +123,19 @@ def question_routes(paper_agent: PaperAgent, gate: GenerationGate, metrics: Metr
         history = [t.model_dump() for t in body.history or []]
         with gate.admit():
             answer = paper_agent.ask(question, history=history, top_k=body.top_k)
-        if "ttft_ms" in answer.timings:
-            metrics.ttft.labels("/ask").observe(answer.timings["ttft_ms"] / 1000)
+        metrics.observe_ttft("/ask", answer)
         return answer.to_json()
 
     @router.post("/ask/stream", summary="Answer as Server-Sent Events: sources, deltas, then the final answer")
     async def ask_stream(body: AskRequest) -> StreamingResponse:
         question = check_text(body.question, limit, ("body", "question"))
         history = [t.model_dump() for t in body.history or []]
-        started = time.perf_counter()
-        stream = await open_events(lambda: paper_agent.ask_stream(question, history=history, top_k=body.top_k), gate)
-
-        def first_token() -> None:
-            metrics.ttft.labels("/ask/stream").observe(time.perf_counter() - started)
-
-        return StreamingResponse(
-            sse_body(stream, first_token),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            background=BackgroundTask(stream.close),
+        stream = await open_events(
+            lambda: paper_agent.ask_stream(question, history=history, top_k=body.top_k),
+            gate,
+            metrics.ttft.labels("/ask/stream"),
         )
+        return event_stream(sse_body(stream), stream)
 
     @router.get("/search", summary="Rank papers for a query")
     def search(

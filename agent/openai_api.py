@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any
 
@@ -22,7 +22,6 @@ from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from agent.errors import AgentError
@@ -33,6 +32,8 @@ from agent.serving import (
     Metrics,
     OpenStream,
     chat_history,
+    error_body,
+    event_stream,
     message_text,
     open_events,
 )
@@ -96,25 +97,19 @@ def _chunk(completion_id: str, created: int, delta: dict[str, Any], finish: str 
     return f"data: {json.dumps(body | more, ensure_ascii=False)}\n\n"
 
 
-async def completion_chunks(
-    stream: OpenStream, completion_id: str, on_first_token: Callable[[], None]
-) -> AsyncIterator[str]:
+async def completion_chunks(stream: OpenStream, completion_id: str) -> AsyncIterator[str]:
     """`chat.completion.chunk`s: the role, the draft as reasoning, the verified answer, the citations, [DONE]."""
     created = int(time.time())
     yield _chunk(completion_id, created, {"role": "assistant", "content": ""})
-    first = True
     try:
         async for event in stream:
-            if isinstance(event, Delta | Final) and first:
-                first = False
-                on_first_token()
             if isinstance(event, Delta):
                 yield _chunk(completion_id, created, {"reasoning_content": event.text})
             elif isinstance(event, Final):
                 yield _chunk(completion_id, created, {"content": event.answer.text + references(event.answer)})
                 yield _chunk(completion_id, created, {}, "stop", **extras(event.answer))
     except AgentError as error:  # the status line is sent: OpenAI clients raise on an `error` object in the stream
-        yield f"data: {json.dumps({'error': {'message': str(error), 'type': type(error).__name__}})}\n\n"
+        yield f"data: {json.dumps({'error': error_body(error)['error']})}\n\n"
     yield "data: [DONE]\n\n"
 
 
@@ -135,24 +130,14 @@ def openai_router(paper_agent: PaperAgent, gate: GenerationGate, metrics: Metric
         if not body.stream:
             # The place is held in the worker thread: a client that goes away does not stop the generation.
             answer = await run_in_threadpool(gate.call, paper_agent.ask, question, history)
-            if "ttft_ms" in answer.timings:
-                metrics.ttft.labels("/v1/chat/completions").observe(answer.timings["ttft_ms"] / 1000)
+            metrics.observe_ttft("/v1/chat/completions", answer)
             message = {"role": "assistant", "content": answer.text + references(answer)}
             choice = {"index": 0, "message": message, "finish_reason": "stop"}
             head = {"id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": MODEL_ID}
             return head | {"choices": [choice]} | extras(answer)
 
-        started = time.perf_counter()
-        stream = await open_events(lambda: paper_agent.ask_stream(question, history=history), gate)
-
-        def first_token() -> None:
-            metrics.ttft.labels("/v1/chat/completions").observe(time.perf_counter() - started)
-
-        return StreamingResponse(
-            completion_chunks(stream, completion_id, first_token),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            background=BackgroundTask(stream.close),
-        )
+        ttft = metrics.ttft.labels("/v1/chat/completions")
+        stream = await open_events(lambda: paper_agent.ask_stream(question, history=history), gate, ttft)
+        return event_stream(completion_chunks(stream, completion_id), stream)
 
     return router

@@ -16,12 +16,32 @@ from typing import Any, TypeVar
 
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.embed import Embedder
-from agent.errors import Overloaded
-from agent.types import Sources, StreamEvent
+from agent.errors import AgentError, IndexNotBuilt, ModelServerUnavailable, Overloaded, PaperNotFound
+from agent.types import Answer, Delta, Final, Sources, StreamEvent
+
+STATUS_OF: dict[type[AgentError], int] = {
+    PaperNotFound: 404,
+    ModelServerUnavailable: 503,
+    IndexNotBuilt: 503,
+    Overloaded: 503,
+}
+
+
+def status_of(error: AgentError) -> int:
+    return next((code for kind, code in STATUS_OF.items() if isinstance(error, kind)), 500)
+
+
+def error_body(error: AgentError) -> dict[str, Any]:
+    """`detail` as FastAPI's own errors have it, and `error` as OpenAI clients read it."""
+    message = str(error)
+    return {"detail": message, "error": {"message": message, "type": type(error).__name__, "code": status_of(error)}}
+
 
 T = TypeVar("T")
 REFERENCES_HEADING = "References:"
@@ -160,6 +180,11 @@ class Metrics:
             "paper_agent_generations_in_flight", "Generations running or waiting.", registry=self.registry
         )
 
+    def observe_ttft(self, endpoint: str, answer: Answer) -> None:
+        """The time to first token a whole (non-streamed) answer reports, if the model was asked at all."""
+        if "ttft_ms" in answer.timings:
+            self.ttft.labels(endpoint).observe(answer.timings["ttft_ms"] / 1000)
+
     def gate(self, limit: int, retry_after_s: int) -> GenerationGate:
         """A generation gate whose load and refusals these metrics report."""
         gate = GenerationGate(limit, retry_after_s, on_reject=self.overloaded.inc)
@@ -290,13 +315,14 @@ class OpenStream:
             close()
 
 
-async def open_events(start: Callable[[], Iterator[StreamEvent]], gate: GenerationGate) -> OpenStream:
-    """Start a question's events with a place in `gate`.
+async def open_events(start: Callable[[], Iterator[StreamEvent]], gate: GenerationGate, ttft: Any = None) -> OpenStream:
+    """Start a question's events with a place in `gate`; `ttft` (a histogram) gets the seconds to the first token.
 
     Raises `Overloaded`, or whatever the agent raises before its first token, before anything is sent.
-    subtle: the caller must also run `close()` as the response's background task: a client that disconnects
-    before the body starts means the body's own `finally` never runs.
+    subtle: the response must run `close()` as its background task (`event_stream` does): a client that
+    disconnects before the body starts means the body's own `finally` never runs.
     """
+    started = time.perf_counter()
     gate.acquire()
     try:
         events = await run_in_threadpool(start)
@@ -304,4 +330,16 @@ async def open_events(start: Callable[[], Iterator[StreamEvent]], gate: Generati
     except BaseException:
         gate.release()
         raise
+    if ttft is not None and head and isinstance(head[-1], Delta | Final):
+        ttft.observe(time.perf_counter() - started)
     return OpenStream(head, events, gate)
+
+
+def event_stream(body: AsyncIterator[str], stream: OpenStream) -> StreamingResponse:
+    """A `text/event-stream` response of `body` that gives the stream's place back however the response ends."""
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        background=BackgroundTask(stream.close),
+    )
