@@ -17,7 +17,8 @@ from openai import OpenAI
 from openai.types.chat import ChatCompletion
 
 from agent.errors import ModelServerUnavailable
-from agent.settings import LLMSettings, ServerSettings, Settings
+from agent.llm_server import local_base_url
+from agent.settings import LLMSettings, Settings
 
 Messages = list[dict[str, Any]]
 
@@ -36,19 +37,6 @@ class ChatModel(Protocol):
     def complete(
         self, messages: Messages, *, max_tokens: int | None = None, json_schema: dict[str, Any] | None = None
     ) -> str: ...
-
-
-def local_base_url(server: ServerSettings) -> str:
-    """The `/v1` URL of the local model server that `server` describes."""
-    host = server.host
-    # A server bound to every interface is reached through loopback; a bare IPv6 literal needs brackets.
-    if host in ("0.0.0.0", ""):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "[::1]"
-    elif ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{server.port}/v1"
 
 
 def response_format(json_schema: dict[str, Any]) -> dict[str, Any]:

@@ -117,6 +117,19 @@ def server_command(settings: Settings, backend: Backend | None = None) -> list[s
 # --- starting and waiting ---
 
 
+def local_base_url(server: ServerSettings) -> str:
+    """The `/v1` URL of the local model server that `server` describes."""
+    host = server.host
+    # A server bound to every interface is reached through loopback; a bare IPv6 literal needs brackets.
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "[::1]"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{server.port}/v1"
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on right now (for servers that tests and benchmarks start)."""
     with socket.socket() as probe:
@@ -185,8 +198,6 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 
 def ensure_server(settings: Settings) -> str:
     """The base URL of a model server that answers, starting a detached local one if needed."""
-    from agent.llm import local_base_url
-
     if settings.llm.base_url:
         return settings.llm.base_url
     url = local_base_url(settings.server)
@@ -213,8 +224,6 @@ class LocalServer:
     """A local model server for the length of a `with` block (tests, benchmarks)."""
 
     def __init__(self, settings: Settings, log_path: Path | None = None, backend: Backend | None = None) -> None:
-        from agent.llm import local_base_url
-
         self.settings = settings
         self.url = local_base_url(settings.server)
         self.log_path = log_path
@@ -256,8 +265,6 @@ class LocalServer:
 
 def main_llm(settings: Settings) -> None:
     """`paper-agent llm`: run the local model server in the foreground until Ctrl-C."""
-    from agent.llm import local_base_url
-
     url = local_base_url(settings.server)
     if answers(url, settings.llm):
         print(f"a model server already answers at {url}")

@@ -16,12 +16,13 @@ import pytest
 
 from agent import llm_server
 from agent.errors import ModelServerUnavailable
-from agent.llm import ChatModel, OpenAIChatModel, health, local_base_url, resolve_model, response_format
+from agent.llm import ChatModel, OpenAIChatModel, health, resolve_model, response_format
 from agent.llm_server import (
     choose_backend,
     ensure_server,
     find_gguf,
     llamacpp_command,
+    local_base_url,
     server_command,
     vllm_command,
     wait_until_ready,
