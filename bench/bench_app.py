@@ -54,7 +54,8 @@ def start_app(model_url: str, log: Path) -> tuple[str, subprocess.Popen[bytes]]:
             if httpx.get(f"{url}/health", timeout=30).status_code == 200:
                 return url, process
         except httpx.HTTPError:
-            time.sleep(0.5)
+            pass
+        time.sleep(0.5)  # also after a non-200 answer (model server not up yet), not just a refused connection
     process.terminate()
     sys.exit(f"the app did not start: see {log}")
 
