@@ -70,8 +70,12 @@ def cmd_ask(args: argparse.Namespace, agent: PaperAgent) -> int:
             print(f"\nanswer: {answer.text}")
             for c in answer.citations:
                 print(f'  [{c.number}] {c.paper_id} {c.title}\n      "{c.quote}"  (support {c.support:.2f})')
+            if answer.closest:
+                print("closest in the collection (not citations):")
+                for paper in answer.closest:
+                    print(f"  - [{paper.paper_id}] {paper.title}")
             timings = "  ".join(f"{k} {v:.0f}" for k, v in answer.timings.items())
-            print(f"({answer.verification.get('outcome')}; ms: {timings})")
+            print(f"({answer.verification.get('outcome')}; answerability {answer.answerability:.2f}; ms: {timings})")
     return 0
 
 
@@ -91,6 +95,22 @@ def cmd_eval(args: argparse.Namespace, agent: PaperAgent) -> int:
     if failed:
         print(f"paper-agent: {failed} questions got no answer (errors in the report)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_calibrate(args: argparse.Namespace, agent: PaperAgent) -> int:
+    """Fit the answerability model on the development set and write it (the package loads agent/answerability.json)."""
+    from agent.decide import CALIBRATION
+    from eval.calibrate import calibrate, collect, write_calibration
+    from eval.dataset import DEV_QUESTIONS, load_questions
+
+    path = args.questions or DEV_QUESTIONS
+    rows = collect(agent, load_questions(path), progress=not args.quiet)
+    calibration, report = calibrate(rows)
+    out = args.out or Path(__file__).with_name(CALIBRATION)
+    write_calibration(calibration, report, path, out)
+    print(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+    return 0
 
 
 def cmd_eval_diff(args: argparse.Namespace, agent: PaperAgent) -> int:
@@ -208,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=cmd_eval)
+
+    p = sub.add_parser("calibrate", help="fit the answerability decision on the development set")
+    p.add_argument("--questions", type=Path, default=None, help="JSONL question file (default: the development set)")
+    p.add_argument("--out", type=Path, default=None, help="where to write it (default: the package's own file)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_calibrate)
 
     p = sub.add_parser("eval-diff", help="compare two evaluation runs metric by metric")
     p.add_argument("run_a", type=Path, help="run folder (or its summary.json)")

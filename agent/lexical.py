@@ -100,6 +100,16 @@ class LexicalIndex:
         top = top[np.lexsort((top, -scores[top]))]  # best first; ties by position, so results are deterministic
         return [_scored(self.passages[i], float(scores[i])) for i in top if scores[i] > 0]
 
+    def document_frequency(self, token: str) -> int:
+        """How many chunks contain the analysed `token` (0 for a token the index has never seen)."""
+        if self.bm25 is None:
+            return 0
+        token_id = self.bm25.vocab_dict.get(token)  # type: ignore[attr-defined]
+        indptr = self.bm25.scores["indptr"]  # type: ignore[attr-defined]  # CSC: one column of chunks per token
+        if token_id is None or token_id + 1 >= len(indptr):
+            return 0
+        return int(indptr[token_id + 1] - indptr[token_id])
+
     # persistence ------------------------------------------------------------------------------------
 
     def save(self, folder: Path) -> None:

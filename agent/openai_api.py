@@ -82,6 +82,8 @@ def extras(answer: Answer) -> dict[str, Any]:
     return {
         "citations": [asdict(c) for c in answer.citations],
         "refused": answer.refused,
+        "answerability": answer.answerability,
+        "closest": [asdict(p) for p in answer.closest],
         "timings": answer.timings,
     }
 

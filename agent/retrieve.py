@@ -79,6 +79,7 @@ class Retriever:
             hits = self._fused(question, self.settings.candidates)
         else:
             hits = rank_papers(self.passages(question), max(top_k, self.reranker.depth if self.reranker else 0))
+            hits = [replace(h, **{self.settings.mode: h.score}) for h in hits]  # one retriever: its score is raw
         if self.reranker is not None:
             hits = self.reranker.rerank(question, hits)
         return hits[:top_k]
@@ -96,7 +97,9 @@ class Retriever:
         dense = self._dense(question, n)  # raises IndexNotBuilt on an empty collection
         lexical = self.lexical.query(question, n)
         weight = self.settings.dense_weight
-        return fuse([(dense, weight), (lexical, 1.0 - weight)], self.settings.fusion, self.settings.rrf_k)
+        hits = fuse([(dense, weight), (lexical, 1.0 - weight)], self.settings.fusion, self.settings.rrf_k)
+        raw_dense, raw_lexical = _paper_maxima(dense), _paper_maxima(lexical)
+        return [replace(h, dense=raw_dense.get(h.paper_id), lexical=raw_lexical.get(h.paper_id)) for h in hits]
 
 
 def rank_papers(passages: Iterable[Passage], top_k: int) -> list[PaperHit]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.corpus import ReadReport, read_paths
+from agent.decide import Calibration, Decision, decide, load_calibration
 from agent.embed import MINILM, Embedder, SentenceTransformerEmbedder
 from agent.errors import AgentError
 from agent.index import Index, IngestStats
@@ -21,6 +22,7 @@ from agent.prompts import PROMPTS_DIR, load_prompts
 from agent.rerank import LLMReranker, TokenScorer
 from agent.retrieve import Reranker, Retriever
 from agent.settings import BUNDLED_CORPUS, EmbedSettings, Settings, get_settings
+from agent.sources import Source, prepare_sources
 from agent.types import Answer, PaperHit, StreamEvent
 
 if TYPE_CHECKING:
@@ -136,17 +138,45 @@ class PaperAgent:
         if history and settings.rewrite_followups:
             question = standalone_question(question, history, self.chat_model, self.prompts["rewrite"])
             timings["rewrite_ms"] = round((time.perf_counter() - started) * 1000, 1)
-        clock = time.perf_counter()
-        hits = self.search(question, top_k or settings.max_passages)
-        timings["retrieval_ms"] = round((time.perf_counter() - clock) * 1000, 1)
-        passages = [hit.passages[0] for hit in hits if hit.passages]
+        decision = self.decide(question, top_k, timings)
         yield from answer_stream(
             question,
-            passages,
+            decision,
             model=self.chat_model,
-            embedder=self.sentence_embedder,
             prompts=self.prompts,
             settings=settings,
             timings=timings,
             started=started,
         )
+
+    def decide(self, question: str, top_k: int | None = None, timings: dict[str, float] | None = None) -> Decision:
+        """Search, score the top papers' sentences, and decide whether and from which papers to answer."""
+        hits, sources = self.evidence(question, top_k, timings)
+        clock = time.perf_counter()
+        decision = decide(question, hits, sources, self.lexical, self.calibration, self.settings.answer)
+        if timings is not None:
+            timings["decide_ms"] = _ms(clock)
+        return decision
+
+    def evidence(
+        self, question: str, top_k: int | None = None, timings: dict[str, float] | None = None
+    ) -> tuple[list[PaperHit], list[Source]]:
+        """The top papers for the question and, for each, its best passage's sentences scored against it."""
+        settings = self.settings.answer
+        clock = time.perf_counter()
+        timings = {} if timings is None else timings
+        hits = [hit for hit in self.search(question, top_k or settings.max_passages) if hit.passages]
+        timings["retrieval_ms"] = _ms(clock)
+        clock = time.perf_counter()
+        passages = [hit.passages[0] for hit in hits]
+        sources = prepare_sources(question, passages, self.sentence_embedder, settings.max_passage_tokens)
+        timings["select_ms"] = _ms(clock)
+        return hits, sources
+
+    @cached_property
+    def calibration(self) -> Calibration:
+        return load_calibration(self.settings.answer.calibration_path)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 1)

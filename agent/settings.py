@@ -110,7 +110,7 @@ class ServerSettings(Section):
 
 
 class AnswerSettings(Section):
-    """How a question becomes a cited answer; thresholds measured by `bench/calibrate_answer.py`."""
+    """How a question becomes a cited answer; thresholds measured by `bench/calibrate_support.py`."""
 
     max_passages: int = Field(3, ge=1, le=20, description="Passages (best chunk of each top paper) shown to the model.")
     max_passage_tokens: int = Field(
@@ -119,11 +119,24 @@ class AnswerSettings(Section):
     min_support: float = Field(
         0.6, ge=0.0, le=1.0, description="Share of a sentence's content words its source must contain to keep it."
     )
-    min_relevance: float = Field(
-        0.40, ge=0.0, le=1.0, description="Refuse unasked when no shown sentence reaches this cosine to the question."
+    min_answerability: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Answer only when the calibrated P(the collection answers it) reaches this (higher refuses more); "
+        "unset = the threshold `paper-agent calibrate` chose with the model.",
     )
-    min_evidence: float = Field(
-        0.516, ge=0.0, le=1.0, description="Cosine to the question a source sentence needs to be quoted or relied on."
+    close_margin: float = Field(
+        0.15,
+        ge=0.0,
+        le=1.0,
+        description="Name every paper within this hybrid score of the top one (too close to call).",
+    )
+    several_margin: float = Field(
+        0.3, ge=0.0, le=1.0, description="The same margin for a question that asks about several papers."
+    )
+    calibration_path: Path | None = Field(
+        None, description="Answerability model from `paper-agent calibrate`; unset = the one the package ships."
     )
     output: Literal["text", "json"] = Field(
         "text", description="Reply asked of the model: free text citing [n], or JSON-schema-constrained sentences."

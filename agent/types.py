@@ -69,6 +69,10 @@ class PaperHit:
     score: float
     passages: tuple[Passage, ...] = ()
     relevance: float | None = None  # the reranker's P(relevant), when it judged this paper; `score` stays the search's
+    # Each retriever's own best-chunk score for the paper (dense: cosine; lexical: BM25), None when that retriever
+    # did not return it: fused scores are relative to the other candidates, these are what the question matched.
+    dense: float | None = None
+    lexical: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +80,8 @@ class PaperHit:
             "title": self.title,
             "score": round(self.score, 6),
             "relevance": None if self.relevance is None else round(self.relevance, 6),
+            "dense": None if self.dense is None else round(self.dense, 6),
+            "lexical": None if self.lexical is None else round(self.lexical, 6),
             "passages": [asdict(p) for p in self.passages],
         }
 
@@ -89,6 +95,14 @@ class Citation:
     support: float  # verifier score in [0, 1]
 
 
+@dataclass(frozen=True)
+class PaperRef:
+    """A paper named without being cited: the closest papers offered with a refusal."""
+
+    paper_id: str
+    title: str
+
+
 @dataclass
 class Answer:
     text: str
@@ -98,12 +112,16 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)  # retrieval_ms, ttft_ms, total_ms, ...
     verification: dict[str, Any] = field(default_factory=dict)
     question: str = ""  # the standalone question actually searched (after follow-up rewriting)
+    answerability: float | None = None  # the decision's calibrated P(the collection answers it)
+    closest: list[PaperRef] = field(default_factory=list)  # on a refusal: the papers nearest the question
 
     def to_json(self) -> dict[str, Any]:
         return {
             "answer": self.text,
             "citations": [asdict(c) for c in self.citations],
             "refused": self.refused,
+            "answerability": None if self.answerability is None else round(self.answerability, 4),
+            "closest": [asdict(p) for p in self.closest],
             "timings": self.timings,
             "verification": self.verification,
             "question": self.question,

@@ -72,6 +72,8 @@ def answer_message(answer: Answer, turn: int) -> str:
     papers = len({c.paper_id for c in answer.citations})
     seconds = answer.timings.get("total_ms", 0) / 1000
     facts = [f"{papers} paper{'s' * (papers != 1)} cited" if papers else "no paper supports an answer"]
+    if answer.answerability is not None:
+        facts.append(f"answerability {answer.answerability:.0%}")
     if seconds:
         facts.append(f"{seconds:.1f} s")
     return f'{body}\n\n<div class="answer-meta">{" · ".join(facts)}</div>'
@@ -168,8 +170,9 @@ def turn_panel(answer: Answer, turn: int, question: str, papers: Mapping[str, Pa
         if others:
             cards += f"<details><summary>Also retrieved, not cited</summary>{nearest_papers(others)}</details>"
     else:
-        note = "No passage supports an answer. The closest papers searched:"
-        cards = f'<p class="src-empty">{note}</p>{nearest_papers(answer.passages)}'
+        note = "The collection does not answer this. Closest in the collection (not citations):"
+        closest = [Passage("", p.paper_id, p.title, "", 0.0) for p in answer.closest] or answer.passages
+        cards = f'<p class="src-empty">{note}</p>{nearest_papers(closest)}'
     return f'<section class="turn" id="turn-{turn}">{head}{cards}</section>'
 
 

@@ -3,7 +3,7 @@
 A sentence's support is the share of its content words (stop-words removed, light stemming) that occur in the
 cited passage (title + text). Any figure in the sentence that the passage does not contain sets the support
 to 0: a made-up number is the most harmful thing a small model writes, and overlap alone would hide it.
-`bench/calibrate_answer.py` measures this score on the public set (reference-answer sentences against
+`bench/calibrate_support.py` measures this score on the public set (reference-answer sentences against
 their gold paper vs. against the best-ranked other paper) and picks `answer.min_support` from it.
 """
 

@@ -2,7 +2,10 @@
 
 Fields (the public set's): `id`, `question`, `type` (lookup | detail | multi | unanswerable), `gold_ids` (paper ids
 that answer it; empty = unanswerable), `gold_titles`, `reference_answer`. `type` may be left out and is then
-inferred from the number of gold papers; `gold_titles` and `reference_answer` are optional.
+inferred from the number of gold papers; `gold_titles` and `reference_answer` are optional. Optional labels:
+`gold_sentences` (the abstract sentences that answer it, verbatim), and for an unanswerable question its `kind`
+(named_absent | figure_absent | setting_absent | false_premise | neighbouring_topic) and `seed_ids` (the papers it
+was written from).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from agent.settings import PROJECT_ROOT
 QuestionType = Literal["lookup", "detail", "multi", "unanswerable"]
 QUESTION_TYPES: tuple[QuestionType, ...] = ("lookup", "detail", "multi", "unanswerable")
 DEFAULT_QUESTIONS = PROJECT_ROOT / "eval" / "datasets" / "public.jsonl"
+DEV_QUESTIONS = PROJECT_ROOT / "eval" / "datasets" / "dev.jsonl"
 
 
 class BadQuestionFile(BadFile):
@@ -32,10 +36,18 @@ class Question:
     gold_ids: tuple[str, ...] = ()
     gold_titles: tuple[str, ...] = ()
     reference_answer: str = ""
+    gold_sentences: tuple[str, ...] = ()
+    kind: str = ""  # the kind of an unanswerable question, when labelled
+    seed_ids: tuple[str, ...] = ()
 
     @property
     def answerable(self) -> bool:
         return bool(self.gold_ids)
+
+    @property
+    def group(self) -> str:
+        """Questions about the same paper share a group, so cross-validation never splits them."""
+        return (self.gold_ids or self.seed_ids or (self.id,))[0]
 
 
 def load_questions(path: Path, limit: int | None = None) -> list[Question]:
@@ -84,6 +96,9 @@ def parse_question(line: str) -> Question:
         gold_ids=gold_ids,
         gold_titles=_strings(record, "gold_titles", required=False),
         reference_answer=_text(record, "reference_answer", required=False),
+        gold_sentences=_strings(record, "gold_sentences", required=False),
+        kind=_text(record, "kind", required=False),
+        seed_ids=_strings(record, "seed_ids", required=False),
     )
 
 

@@ -14,11 +14,15 @@ class Record:
     gold_ids: list[str]
     mode: str
     reference_answer: str = ""
+    kind: str = ""  # the kind of an unanswerable question, when labelled
+    gold_sentences: list[str] = field(default_factory=list)
     retrieved_ids: list[str] = field(default_factory=list)  # the top 10 papers, best first
     retrieved: list[dict[str, Any]] = field(default_factory=list)  # the top retrieve.top_k: id, title, best passage
     answer: str | None = None  # None: retrieval-only run, or `ask` failed (see `error`)
     refused: bool | None = None
     citations: list[dict[str, Any]] = field(default_factory=list)
+    answerability: float | None = None  # the decision's calibrated score
+    decision: str | None = None  # why the decision answered or refused
     answer_contexts: list[dict[str, Any]] = field(default_factory=list)  # the passages the model was shown
     timings: dict[str, float] = field(default_factory=dict)  # retrieval_ms, answer_ms, and the answer's own
     scores: dict[str, float] = field(default_factory=dict)  # metric -> value, only metrics that apply

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eval import answerability
 from eval.dataset import QUESTION_TYPES
 from eval.record import Record
 from eval.summary import LATENCIES, QUANTILES
@@ -39,6 +40,8 @@ def write_run(out_dir: Path, records: Sequence[Record], summary: dict[str, Any])
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     plot_metrics(summary, out_dir / METRIC_PLOT)
     plot_latency(records, out_dir / LATENCY_PLOT)
+    if answerability.scored(records):
+        answerability.plot(records, out_dir / answerability.PLOT)
     sections = run_sections(records, summary)
     (out_dir / "report.md").write_text(to_markdown("Evaluation report", sections), encoding="utf-8")
     (out_dir / "report.html").write_text(to_html("Evaluation report", sections, out_dir), encoding="utf-8")
@@ -89,7 +92,24 @@ def run_sections(records: Sequence[Record], summary: dict[str, Any]) -> list[Sec
         *(f"- `{n}`: {e['description']}" for n, e in summary.items() if n != "run" and not n.startswith("latency.")),
     ]
     plots = Section("Plots", images=[METRIC_PLOT, LATENCY_PLOT])
-    return [about, metrics, latency, plots, _misses(records), _errors(records)]
+    return [about, metrics, latency, plots, _decision(records), _misses(records), _errors(records)]
+
+
+def _decision(records: Sequence[Record]) -> Section:
+    """Refusals by kind of unanswerable question, and the precision/coverage trade-off of the threshold."""
+    section = Section("Answerability decision", headers=["unanswerable kind", "refused", "of"])
+    section.rows = [[k, str(r), str(n)] for k, (r, n) in answerability.refusals_by_kind(records).items()]
+    curve = answerability.coverage_curve(records)
+    if not curve:
+        section.text = ["No answers in this run."]
+        return section
+    steps = [curve[min(len(curve) - 1, round(f * len(curve)) - 1)] for f in (0.2, 0.4, 0.6, 0.8, 1.0)]
+    section.text = [
+        "Precision/coverage (answering every question whose score reaches the threshold): "
+        + "; ".join(f"threshold {t:.2f}: coverage {c:.2f}, precision {p:.2f}" for t, c, p in steps),
+    ]
+    section.images = [answerability.PLOT]
+    return section
 
 
 def _misses(records: Sequence[Record]) -> Section:

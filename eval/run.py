@@ -25,6 +25,7 @@ from agent.llm_server import ensure_server
 from agent.service import PaperAgent
 from agent.settings import Settings
 from agent.verify import support
+from eval import answerability
 from eval.dataset import Question
 from eval.metrics import Entails
 from eval.ragas_judge import JUDGE_METRICS, Judge, SelfTest, self_test
@@ -68,6 +69,7 @@ def run_eval(
     summary: dict[str, Any] = summarize(
         records, check.not_measured, JUDGE_METRICS, settings.eval.judge_max_failure_rate
     )
+    summary["answerability_auc"] = answerability.summary_entry(records)
     summary["run"] = {
         "command": " ".join(["paper-agent", *sys.argv[1:]]) if sys.argv[0].endswith("paper-agent") else None,
         "started": started.isoformat(timespec="seconds"),
@@ -160,6 +162,8 @@ def run_question(agent: PaperAgent, question: Question, retrieval_only: bool) ->
         gold_ids=list(question.gold_ids),
         mode=agent.settings.retrieve.mode,
         reference_answer=question.reference_answer,
+        kind=question.kind,
+        gold_sentences=list(question.gold_sentences),
     )
     clock = time.perf_counter()
     hits = agent.search(question.question, RANK_DEPTH)
@@ -187,6 +191,8 @@ def _ask(agent: PaperAgent, question: Question, record: Record) -> None:
     if "ttft_ms" in answer.timings:
         record.timings["ttft_ms"] = float(answer.timings["ttft_ms"])
     record.answer, record.refused = answer.text, answer.refused
+    record.answerability = answer.answerability
+    record.decision = answer.verification.get("decision", {}).get("reason")
     record.citations = [asdict(c) for c in answer.citations]
     record.answer_contexts = [
         {"chunk_id": p.chunk_id, "paper_id": p.paper_id, "title": p.title, "text": p.text} for p in answer.passages

@@ -21,6 +21,7 @@ ANSWER_METRICS = (
     "refusal_rate_answerable",
     "citation_recall",
     "citation_precision",
+    "gold_sentence_rate",
     "ragas.string_similarity",
 )
 
@@ -43,11 +44,23 @@ def score_answer(record: Record, sources: dict[str, str], entails: Entails) -> N
         record.scores["gold_cited_rate"] = 1.0 if cited & set(record.gold_ids) else 0.0
     if record.refused:
         return  # citation quality is about the claims an answer makes; a refusal makes none
+    if record.gold_sentences:
+        record.scores["gold_sentence_rate"] = 1.0 if quotes_gold_sentence(record) else 0.0
     by_number = {c["number"]: sources.get(c["paper_id"], c.get("quote", "")) for c in record.citations}
     result = citation_scores(record.answer, by_number, entails)
     record.scores["citation_recall"] = result.recall
     if result.precision is not None:
         record.scores["citation_precision"] = result.precision
+
+
+def quotes_gold_sentence(record: Record) -> bool:
+    """Whether the answer contains, or one of its citations quotes, a sentence labelled as answering the question."""
+    said = [_flat(record.answer or ""), *(_flat(c.get("quote", "")) for c in record.citations)]
+    return any(_flat(g) in text for g in record.gold_sentences for text in said)
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _answer_metrics_for(record: Record) -> list[str]:

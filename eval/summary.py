@@ -36,6 +36,9 @@ METRICS: dict[str, MetricInfo] = {
     "refusal_rate_answerable": MetricInfo("answerable questions refused (false refusals)", higher_is_better=False),
     "citation_recall": MetricInfo("ALCE citation recall: sentences supported by what they cite"),
     "citation_precision": MetricInfo("ALCE citation precision: citations that are needed"),
+    "gold_sentence_rate": MetricInfo(
+        "answered questions whose answer contains or quotes a labelled answering sentence"
+    ),
     "ragas.string_similarity": MetricInfo("ragas Levenshtein similarity of the answer to the reference answer"),
     "ragas.faithfulness": MetricInfo("ragas faithfulness of the answer to its contexts (LLM judge)"),
     "ragas.answer_relevancy": MetricInfo("ragas answer relevancy to the question (LLM judge + embeddings)"),
@@ -91,6 +94,8 @@ def _score(record: Record, name: str) -> Value:
 def _entry(records: Sequence[Record], get: Callable[[Record], Value], reduce: Callable[[list[float]], float]) -> dict:
     overall = _cell([get(r) for r in records], reduce)
     cells = {t: _cell([get(r) for r in records if r.type == t], reduce) for t in QUESTION_TYPES}
+    for kind in sorted({r.kind for r in records if r.kind}):
+        cells[f"unanswerable/{kind}"] = _cell([get(r) for r in records if r.kind == kind], reduce)
     overall["by_type"] = {t: c for t, c in cells.items() if c["n"] or c["failures"]}
     return overall
 

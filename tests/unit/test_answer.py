@@ -10,13 +10,17 @@ from typing import Any
 
 import pytest
 
-from agent.answer import REFUSAL, answer, answer_stream, build_messages, prepare_sources
+from agent.answer import REFUSAL, answer, answer_stream, build_messages
 from agent.citations import Claim, json_claims, parse_claims, render_json_reply
+from agent.decide import Chosen, Decision, answering_sentences
 from agent.followup import needs_context, standalone_question
+from agent.lexical import LexicalIndex
 from agent.prompts import PromptError, load_prompts, load_template
 from agent.service import PaperAgent
 from agent.settings import AnswerSettings, Settings
-from agent.types import Delta, Final, Passage, Sources
+from agent.sources import prepare_sources
+from agent.types import Delta, Final, PaperHit, Passage, Sources
+from agent.verify import split_sentences
 from tests.conftest import HashEmbedder
 
 
@@ -45,6 +49,7 @@ BLIP = Passage(
     title="BLIP-2: Bootstrapping Language-Image Pre-training with Frozen Image Encoders",
     text=(
         "BLIP-2 bridges the modality gap with a lightweight Querying Transformer. "
+        "The transformer is pre-trained in two stages from frozen encoders. "
         "Our model outperforms Flamingo80B by 8.7% on zero-shot VQAv2 with 54x fewer trainable parameters."
     ),
     score=0.8,
@@ -62,15 +67,28 @@ PROMPTS = load_prompts()
 
 
 def lenient(**overrides: Any) -> AnswerSettings:
-    """Settings whose relevance bars the hash embedder always clears, so a test isolates one behaviour."""
-    return AnswerSettings(**({"min_relevance": 0.0, "min_evidence": 0.0} | overrides))
+    """Settings that answer whatever the hash embedder scores, so a test isolates one behaviour."""
+    return AnswerSettings(**({"min_answerability": 0.0} | overrides))
 
 
-def ask(reply: str, settings: AnswerSettings | None = None, passages: tuple[Passage, ...] = (SPARSE, BLIP)) -> Any:
+def decided(*passages: Passage, answerable: bool = True, question: str = QUESTION) -> Decision:
+    """A decision choosing `passages` (each with its answering sentence), or refusing with them as the closest."""
+    sources = prepare_sources(question, list(passages), HashEmbedder(), 100)
+    hits = [PaperHit(p.paper_id, p.title, p.score, (p,)) for p in passages]
+    lexical = LexicalIndex.build([BLIP, SPARSE])
+    chosen = [
+        Chosen(hit, source, *found)
+        for hit, source in zip(hits, sources)
+        if (found := answering_sentences(question, source.sentences, source.sentence_scores, lexical))
+    ]
+    if not answerable:
+        return Decision(False, 0.1, 0.5, "answerability 0.10 is below 0.5", closest=tuple(hits))
+    return Decision(True, 0.9, 0.5, "answerable", tuple(chosen), tuple(hits))
+
+
+def ask(reply: str, decision: Decision | None = None, settings: AnswerSettings | None = None) -> Any:
     model = ScriptedChatModel(reply)
-    result = answer(
-        QUESTION, list(passages), model=model, embedder=HashEmbedder(), prompts=PROMPTS, settings=settings or lenient()
-    )
+    result = answer(QUESTION, decision or decided(BLIP), model=model, prompts=PROMPTS, settings=settings or lenient())
     return result, model
 
 
@@ -115,93 +133,99 @@ def test_a_structured_reply_streams_as_readable_text_that_only_grows() -> None:
 
 # --- answers ---------------------------------------------------------------------------------------
 
-
-def test_a_supported_reply_keeps_its_sentences_and_citations_renumbered_in_order_of_use() -> None:
-    result, _ = ask(f"{GOOD} [2]. Sparse attention kernels are 3x faster than dense attention [1].")
-    assert not result.refused
-    assert result.text == (
-        f"{GOOD} [1]. Sparse attention kernels are 3x faster than dense attention [2]."
-    )  # passage 2 is cited first, so it becomes [1]
-    assert [(c.number, c.paper_id) for c in result.citations] == [(1, "pblip"), (2, "psparse")]
-    assert result.citations[0].quote.startswith("Our model outperforms Flamingo80B by 8.7%")
-    assert result.citations[0].support == 1.0
-    assert result.verification["outcome"] == "model"
+BLIP_FIGURE = BLIP.text.split(". ")[2]
+SPARSE_FIGURE = "The kernels are 3x faster than dense attention."
+TWO_STAGES = "The transformer is pre-trained in two stages from frozen encoders."
 
 
-def test_citations_to_passages_not_given_are_removed_and_the_sentence_goes_to_its_real_source() -> None:
-    result, _ = ask(f"{GOOD} [7].")
-    assert result.text == f"{GOOD} [1]."
+def quoted(answer: Any, passage: Passage) -> list[str]:
+    """The sentences of `passage` that the answer quotes."""
+    return [s for s in split_sentences(passage.text) if s in answer.text]
+
+
+def test_each_chosen_paper_is_named_with_the_sentences_that_answer_and_cited() -> None:
+    result, _ = ask("Flamingo80B is beaten by 99% [1].")
+    assert not result.refused and result.verification["outcome"] == "extractive"
+    assert result.text.startswith(f'{BLIP.title}: "') and result.text.endswith('" [1]')
+    assert BLIP_FIGURE in quoted(result, BLIP) and len(quoted(result, BLIP)) == 2  # the figure, and the next best
+    assert [(c.number, c.paper_id) for c in result.citations] == [(1, "pblip")]
+    assert result.answerability == 0.9 and result.closest == []
+
+
+def test_model_sentences_that_add_to_the_quotes_are_kept_and_citations_renumbered_in_order_of_use() -> None:
+    said = "BLIP-2 bridges the modality gap with a lightweight Querying Transformer"
+    added = said if TWO_STAGES in quoted(*ask("", decided(BLIP))[:1], BLIP) else TWO_STAGES[:-1]
+    reply = f"{added} [1]. Sparse attention kernels are 3x faster than dense attention on GPUs [2]."
+    result, _ = ask(reply, decided(BLIP, SPARSE))
+    first, second = result.text.index(BLIP.title), result.text.index(SPARSE.title)
+    assert first < second and result.text.endswith(f"{added} [1].")
+    assert SPARSE_FIGURE in result.text  # the second model sentence says nothing the quotes do not: dropped
+    assert [c.paper_id for c in result.citations] == ["pblip", "psparse"]
+    assert result.verification["outcome"] == "model" and result.verification["added"] == 1
+
+
+def test_citations_to_papers_not_chosen_are_removed_and_the_sentence_goes_to_its_real_source() -> None:
+    result, _ = ask("BLIP-2 bridges the modality gap with a lightweight Querying Transformer [7].")
     assert [c.paper_id for c in result.citations] == ["pblip"]
     assert result.verification["invalid_citations_removed"] == 1
     assert result.verification["citations_fixed"] == 1
 
 
 def test_unsupported_sentences_are_dropped() -> None:
-    result, _ = ask(f"{GOOD} [2]. BLIP-2 was trained by a team of 40 people in Paris [2].")
-    assert result.text == f"{GOOD} [1]."
-    assert [c["status"] for c in result.verification["checked"]] == ["supported", "unsupported"]
-    assert result.verification["supported"] == 1 and result.verification["sentences"] == 2
+    result, _ = ask("BLIP-2 was trained by a team of 40 people in Paris [1].")
+    assert "Paris" not in result.text and BLIP_FIGURE in result.text
+    assert [c["status"] for c in result.verification["checked"]] == ["unsupported"]
 
 
-def test_when_the_reply_fails_the_best_matching_source_sentence_is_quoted() -> None:
-    result, _ = ask("Flamingo80B is beaten by 99% [1].", lenient(fallback_sentences=1))
-    assert not result.refused and result.verification["outcome"] == "extractive"
-    assert result.text == f'{BLIP.title}: "{BLIP.text.split(". ")[1]}" [1]'
-    assert [c.paper_id for c in result.citations] == ["pblip"]
+def test_a_quantity_question_is_answered_with_the_sentence_that_gives_the_figure() -> None:
+    result, _ = ask("", decided(SPARSE, BLIP))
+    assert "8.7%" in result.text and SPARSE_FIGURE in result.text
 
 
-def test_a_quantity_question_answered_without_a_new_figure_falls_back_to_a_quote_that_has_one() -> None:
-    result, _ = ask("BLIP-2 bridges the modality gap with a lightweight Querying Transformer [2].")
-    assert result.verification["outcome"] == "extractive"
-    assert "8.7%" in result.text
-
-
-def test_with_nothing_supported_and_no_clear_evidence_the_answer_refuses() -> None:
-    result, _ = ask("Flamingo80B is beaten by 99% [1].", lenient(min_evidence=1.0))
-    assert result.refused and result.text == REFUSAL and result.citations == []
-    assert result.verification["outcome"] == "refused"
-
-
-def test_irrelevant_passages_refuse_without_asking_the_model() -> None:
+def test_a_refusal_asks_no_model_and_offers_the_closest_papers() -> None:
     model = ScriptedChatModel()
     events = list(
         answer_stream(
-            QUESTION, [SPARSE], model=model, embedder=HashEmbedder(), prompts=PROMPTS, settings=lenient(min_relevance=1)
+            QUESTION, decided(SPARSE, BLIP, answerable=False), model=model, prompts=PROMPTS, settings=lenient()
         )
     )
     assert [type(e) for e in events] == [Sources, Final]
     final = events[-1]
     assert isinstance(final, Final) and final.answer.refused and final.answer.text == REFUSAL
+    assert final.answer.citations == [] and [p.paper_id for p in final.answer.closest] == ["psparse", "pblip"]
+    assert final.answer.answerability == 0.1 and "below" in final.answer.verification["reason"]
     assert model.calls == []
 
 
-def test_no_passages_at_all_is_a_refusal() -> None:
-    result, model = ask("anything", AnswerSettings(), passages=())
-    assert result.refused and result.passages == [] and model.calls == []
-
-
 def test_the_stream_gives_sources_then_the_reply_then_the_verified_answer() -> None:
-    reply = f"{GOOD} [2]."
+    reply = "BLIP-2 uses a lightweight Querying Transformer [1]."
     events = list(
         answer_stream(
-            QUESTION, [SPARSE, BLIP], model=ScriptedChatModel(reply), embedder=HashEmbedder(), prompts=PROMPTS,
-            settings=lenient(),
+            QUESTION, decided(BLIP, SPARSE), model=ScriptedChatModel(reply), prompts=PROMPTS, settings=lenient()
         )
-    )  # fmt: skip
-    assert isinstance(events[0], Sources) and [p.paper_id for p in events[0].passages] == ["psparse", "pblip"]
+    )
+    assert isinstance(events[0], Sources) and [p.paper_id for p in events[0].passages] == ["pblip", "psparse"]
     deltas = [e for e in events[1:-1] if isinstance(e, Delta)]
     assert len(deltas) == len(events) - 2 and "".join(d.text for d in deltas) == reply
     final = events[-1]
     assert isinstance(final, Final) and final.answer.citations[0].paper_id == "pblip"
-    assert {"select_ms", "ttft_ms", "generation_ms", "total_ms"} <= set(final.answer.timings)
+    assert {"ttft_ms", "generation_ms", "total_ms"} <= set(final.answer.timings)
+
+
+def test_only_the_chosen_papers_reach_the_model() -> None:
+    decision = decided(BLIP, SPARSE)
+    decision = Decision(True, 0.9, 0.5, "answerable", decision.chosen[:1], decision.closest)
+    _, model = ask("", decision)
+    user = model.calls[0]["messages"][1]["content"]
+    assert f"[1] {BLIP.title}" in user and SPARSE.title not in user
 
 
 def test_a_structured_reply_is_asked_for_with_a_schema_and_verified_like_text() -> None:
-    reply = json.dumps({"sentences": [{"source": 2, "text": GOOD + "."}]})
-    result, model = ask(reply, lenient(output="json"))
+    reply = json.dumps({"sentences": [{"source": 1, "text": "BLIP-2 uses a lightweight Querying Transformer."}]})
+    result, model = ask(reply, decided(BLIP, SPARSE), lenient(output="json"))
     schema = model.calls[0]["json_schema"]
     assert schema["properties"]["sentences"]["items"]["properties"]["source"]["enum"] == [1, 2]
-    assert result.text == f"{GOOD} [1]." and result.citations[0].paper_id == "pblip"
+    assert result.citations[0].paper_id == "pblip" and len(model.calls) == 1
 
 
 def test_the_prompt_starts_with_the_same_system_message_and_shows_numbered_relevant_sentences() -> None:

@@ -8,7 +8,7 @@ import gradio as gr
 import pytest
 
 from agent.serving import GenerationGate, Metrics
-from agent.types import Answer
+from agent.types import Answer, PaperRef
 from agent.ui import ChatTurns, example_questions, highlight, linkify, panel, plain_history, turn_panel
 from tests.unit.test_app import PROP, QUOTE, FakeAgent, make_agent
 
@@ -74,9 +74,11 @@ def test_examples_come_from_the_public_questions() -> None:
     assert example_questions(0) == []
 
 
-def test_a_refusal_lists_the_nearest_papers_instead_of_sources() -> None:
-    block = turn_panel(Answer("The collection does not say.", refused=True), 1, "Who won?", {})
-    assert "No passage supports an answer" in block and "src-card" not in block
+def test_a_refusal_lists_the_closest_papers_instead_of_sources() -> None:
+    closest = [PaperRef("p1", "Rotary Position Embeddings")]
+    block = turn_panel(Answer("The collection does not say.", refused=True, closest=closest), 1, "Who won?", {})
+    assert "Closest in the collection (not citations)" in block and "src-card" not in block
+    assert "Rotary Position Embeddings" in block
     assert "Sources" in panel("", [])
 
 

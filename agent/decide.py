@@ -1,0 +1,218 @@
+"""The answerability decision: is the question answered by the collection, by which papers, with which sentences?
+
+One stage with one typed result (`Decision`) that the answer stage, the API and the evaluation all read. It runs
+after retrieval and before the model, so a refusal never waits for a model and a quote never comes from a paper the
+decision rejected:
+
+1. The signals (agent/signals.py) go through a logistic model fitted on the development set by
+   `paper-agent calibrate` (agent/answerability.json); below `answer.min_answerability`: refuse, saying why (and
+   which named terms, if any, no paper mentions).
+2. Otherwise the top paper is chosen, with every other paper within `answer.close_margin` of it (a question about
+   several papers, or two papers too close to call, names them all, ranked), each with the sentences that answer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from agent.errors import AgentError
+from agent.lexical import LexicalIndex
+from agent.settings import AnswerSettings
+from agent.signals import FEATURES, Evidence, absent_names, signals, term_coverage
+from agent.sources import Source
+from agent.types import PaperHit
+from agent.verify import asks_for_figure, content_words, figures
+
+CALIBRATION = "answerability.json"
+QUOTED = 2  # sentences quoted from each chosen paper: on the development set the best one alone is the labelled
+# answering sentence for 59% of questions, the best two for 76%
+
+# "Which papers ...", "what works ...", "how do they differ": a question that asks for several papers.
+_SEVERAL = re.compile(
+    r"\b(?:papers|works|studies|approaches|methods|articles|publications)\b|\bhow do (?:they|these|the two) differ\b"
+    r"|\bcompare\b|\bwhich (?:two|three|several)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A logistic model over standardised signals: p = sigmoid(intercept + coef . (x - mean) / scale)."""
+
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    threshold: float  # the threshold chosen with it on the development set (the settings' default)
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def probability(self, values: dict[str, float]) -> float:
+        z = self.intercept + sum(
+            c * (values[f] - m) / s for f, m, s, c in zip(self.features, self.mean, self.scale, self.coef)
+        )
+        return 1.0 / (1.0 + math.exp(-z))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "features": list(self.features),
+            "definitions": {f: FEATURES[f] for f in self.features},
+            "mean": list(self.mean),
+            "scale": list(self.scale),
+            "coef": list(self.coef),
+            "intercept": self.intercept,
+            "threshold": self.threshold,
+            **self.meta,
+        }
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Calibration:
+        features = tuple(record["features"])
+        unknown = [f for f in features if f not in FEATURES]
+        if unknown:
+            raise ValueError(f"unknown signals {unknown}: this code computes {sorted(FEATURES)}")
+        keys = ("features", "definitions", "mean", "scale", "coef", "intercept", "threshold")
+        return cls(
+            features,
+            tuple(map(float, record["mean"])),
+            tuple(map(float, record["scale"])),
+            tuple(map(float, record["coef"])),
+            float(record["intercept"]),
+            float(record["threshold"]),
+            {k: v for k, v in record.items() if k not in keys},
+        )
+
+
+@lru_cache(maxsize=4)
+def load_calibration(path: Path | None = None) -> Calibration:
+    """The calibrated model at `path`, or the one the package ships (agent/answerability.json)."""
+    try:
+        text = path.read_text("utf-8") if path else resources.files("agent").joinpath(CALIBRATION).read_text("utf-8")
+        return Calibration.from_json(json.loads(text))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise AgentError(f"answerability calibration {path or CALIBRATION}: {err}") from err
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """A paper the answer may cite, with the sentences of it that best answer the question."""
+
+    hit: PaperHit
+    source: Source
+    sentences: tuple[str, ...]  # in passage order
+    score: float  # the best sentence's score (cosine + term coverage)
+
+
+@dataclass(frozen=True)
+class Decision:
+    answerable: bool
+    score: float  # P(the collection answers the question), from the calibrated model; 0 for a veto
+    threshold: float
+    reason: str
+    chosen: tuple[Chosen, ...] = ()  # the papers the answer may cite, best first; empty when refused
+    closest: tuple[PaperHit, ...] = ()  # the top papers, offered on a refusal as "closest in the collection"
+    signals: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "answerable": self.answerable,
+            "score": round(self.score, 4),
+            "threshold": self.threshold,
+            "reason": self.reason,
+            "chosen": [
+                {"paper_id": c.hit.paper_id, "title": c.hit.title, "sentences": c.sentences} for c in self.chosen
+            ],
+            "closest": [{"paper_id": h.paper_id, "title": h.title} for h in self.closest],
+            "signals": {k: round(v, 4) for k, v in self.signals.items()},
+        }
+
+
+def asks_for_several(question: str) -> bool:
+    """Whether the question asks about several papers ("which papers ...", "how do they differ")."""
+    return bool(_SEVERAL.search(question))
+
+
+def answering_sentences(
+    question: str, sentences: Sequence[str], scores: Sequence[float], lexical: LexicalIndex
+) -> tuple[tuple[str, ...], float] | None:
+    """The QUOTED sentences that best answer the question, in passage order, and the best one's score; for a
+    quantity question the best must give a new figure (None when none does). A sentence scores its cosine to the
+    question plus the IDF-weighted share of the question's terms it contains: the cosine alone prefers a sentence
+    that is about the same thing, the terms one that says the thing asked."""
+    ranked = sorted(
+        (
+            (cosine + term_coverage(question, sentence, lexical), i)
+            for i, (sentence, cosine) in enumerate(zip(sentences, scores))
+        ),
+        reverse=True,
+    )
+    asked = figures(content_words(question))
+    need_figure = asks_for_figure(question)
+    best = next((r for r in ranked if not need_figure or figures(content_words(sentences[r[1]])) - asked), None)
+    if best is None:
+        return None
+    picked = [best[1], *(i for _, i in ranked if i != best[1])][:QUOTED]
+    return tuple(sentences[i] for i in sorted(picked)), best[0]
+
+
+def decide(
+    question: str,
+    hits: Sequence[PaperHit],
+    sources: Sequence[Source],
+    lexical: LexicalIndex,
+    calibration: Calibration,
+    settings: AnswerSettings,
+) -> Decision:
+    """Answer or refuse, and with which papers and sentences. `hits` is the search's ranking, best first;
+    `sources[i]` holds the sentences of `hits[i]`'s best passage, scored against the question."""
+    threshold = calibration.threshold if settings.min_answerability is None else settings.min_answerability
+    closest = tuple(hits[: settings.max_passages])
+    if not hits or not sources:
+        return Decision(False, 0.0, threshold, "the search found no paper")
+    values = read_signals(question, hits, sources, lexical)
+    score = calibration.probability(values)
+    if score < threshold:
+        missing = absent_names(question, lexical)
+        reason = f"answerability {score:.2f} is below {threshold}"
+        if missing:
+            reason += f"; no paper in the collection mentions {', '.join(missing)}"
+        return Decision(False, score, threshold, reason, closest=closest, signals=values)
+    chosen = choose(question, hits, sources, lexical, settings)
+    if not chosen:
+        reason = "the question asks for a figure that the matching papers do not give"
+        return Decision(False, score, threshold, reason, closest=closest, signals=values)
+    return Decision(True, score, threshold, "answerable", tuple(chosen), closest, values)
+
+
+def read_signals(
+    question: str, hits: Sequence[PaperHit], sources: Sequence[Source], lexical: LexicalIndex
+) -> dict[str, float]:
+    """The signals of agent/signals.py for the top paper (`hits` and `sources` as `decide` takes them)."""
+    top, first = hits[0], sources[0]
+    top_text = " ".join([top.title, *(p.text for p in top.passages)])
+    evidence = Evidence(hits, top_text, first.sentences, first.sentence_scores, first.title_score)
+    return signals(question, evidence, lexical)
+
+
+def choose(
+    question: str, hits: Sequence[PaperHit], sources: Sequence[Source], lexical: LexicalIndex, settings: AnswerSettings
+) -> list[Chosen]:
+    """The top paper and every other paper within `close_margin` of its hybrid score, each with its answering
+    sentences (`several_margin` for a question about several papers)."""
+    margin = settings.several_margin if asks_for_several(question) else settings.close_margin
+    chosen = []
+    for hit, source in zip(hits, sources):
+        if hits[0].score - hit.score > margin:
+            break
+        found = answering_sentences(question, source.sentences, source.sentence_scores, lexical)
+        if found is not None:
+            chosen.append(Chosen(hit, source, *found))
+    return chosen

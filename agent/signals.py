@@ -1,0 +1,171 @@
+"""Signals that the collection answers a question, read off one search and the top paper's sentences.
+
+Each is a plain function of what retrieval already computed (no model call), so the answerability decision costs
+microseconds on top of the search. Why these: one cosine between the question and one sentence decided before,
+and it failed both ways. Paraphrased lookups match a whole contribution, not one sentence (`dense_top`, the
+margin). Out-of-collection near-misses match a neighbouring topic but miss its rare or named terms
+(`term_coverage`, `missing_idf`, `unseen_terms`, `unseen_names`), and dense encoders blur exactly those terms. A
+lookup paraphrases away from its paper's words where a question about one paper does not (`asks_for_paper`), and a
+figure question whose paper gives no figure is a known miss of its own (`figure_missing`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agent.lexical import LexicalIndex
+from agent.types import PaperHit
+from agent.verify import asks_for_figure, content_words, figures
+
+# The model's inputs, in order; `agent/answerability.json` stores a coefficient for each.
+FEATURES: dict[str, str] = {
+    "dense_top": "search-model cosine of the question to the top paper's best chunk",
+    "dense_margin": "dense_top minus the best search-model cosine of any other candidate paper",
+    "term_coverage": "IDF-weighted share of the question's indexed terms that occur in the top paper",
+    "missing_idf": "IDF of the two rarest question terms that the collection has but the top paper lacks, summed",
+    "unseen_terms": "question terms that no chunk of the collection contains",
+    "unseen_names": "named terms of the question (acronyms, CamelCase, letters+digits) that no chunk contains",
+    "sentence_top": "answer-sentence-model cosine of the question to the top paper's closest title or sentence",
+    "agree": "1 when dense and lexical search put the same paper first, else 0",
+    "asks_for_paper": "1 when the question asks for a paper (which method..., is there..., how can one...), else 0",
+    "figure_missing": "1 when the question asks for a quantity and none of the top paper's closest sentences gives one",
+}
+
+# A named term: a word with an inner capital (LoRA, DINOv2, ViT), letters and digits together (GPT-4, T5, A100), an
+# all-capital acronym, or a capitalised word after the first (Medusa, Hyena). Capitalised English words ("Transformer",
+# "Chinese") are in the collection anyway, so only a name the collection never mentions counts against a question.
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-./+]*[A-Za-z0-9+]|[A-Za-z0-9]")
+_NAME = re.compile(r"[a-z0-9].*[A-Z]|[A-Z]{2,}|^[A-Z]|(?=.*[A-Za-z])(?=.*\d)")
+FIGURE_SENTENCES = 3  # how many of the top paper's closest sentences may give the figure a question asks for
+MISSING_TERMS = (
+    2  # the rarest missing terms summed by `missing_idf`: a swapped setting or attribute is one or two words
+)
+
+# A question that asks for a paper rather than about one: "Which <few words> method/model/...", "Is there ...",
+# "Has anyone ...", "How can one ...". A near-miss about a paper that is in the collection (a figure its abstract
+# does not give, a setting it does not cover, a false premise) asks about one; the decision weighs lexical misses
+# differently for the two, since a lookup paraphrases away from the paper's words and a detail question does not.
+_PAPER_NOUN = (
+    r"(?:papers?|works?|stud(?:y|ies)|methods?|models?|approach(?:es)?|techniques?|frameworks?|systems?|algorithms?"
+    r"|optimizers?|detectors?|architectures?|benchmarks?|datasets?|librar(?:y|ies)|toolkits?|recipes?|schemes?"
+    r"|variants?|write-ups?|articles?|publications?|entr(?:y|ies)|objectives?|encoders?|generators?|transformers?"
+    r"|networks?|estimators?|procedures?|strateg(?:y|ies)|platforms?|pipelines?|famil(?:y|ies)|follow-ups?)"
+)
+_ASKS_FOR_PAPER = re.compile(
+    r"^(?:which|what)\s+(?:[\w'/-]+\s+){0,5}?" + _PAPER_NOUN + r"\b"
+    r"|^(?:is|are) there\b|^(?:has|have) (?:anyone|anybody|someone|a|any)\b"
+    r"|^(?:where can|i'm looking|i am looking|looking for|i need|i want|i recall|i half|find)\b"
+    r"|^(?:papers?|study|work|research)\b|^how (?:can|could|do|does|would|should) (?:one|i|we|you)\b"
+    r"|^(?:can|could|do|does|did) \w+",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the signals read: the ranked papers, the top paper's full text, and its sentences scored."""
+
+    hits: Sequence[PaperHit]
+    top_text: str  # title and text of the top paper
+    sentences: Sequence[str]  # the top paper's sentences shown to the answer stage
+    sentence_scores: Sequence[float]  # their cosines to the question
+    title_score: float  # the question's cosine to the top paper's title
+
+
+def named_terms(question: str) -> list[str]:
+    """The question's named terms, as written (`LoRA`, `GPT-4`, `Medusa`); its first word is not a name."""
+    return [w for w in _WORD.findall(question)[1:] if _NAME.search(w)]
+
+
+def idf(df: int, n: int) -> float:
+    """BM25's (Lucene's) inverse document frequency of a term in `df` of `n` chunks."""
+    return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+
+
+def term_coverage(question: str, paper_text: str, lexical: LexicalIndex) -> float:
+    """IDF-weighted share of the question's indexed terms (analysed as BM25 does) that `paper_text` contains."""
+    n = len(lexical)
+    weights = {t: idf(df, n) for t in set(lexical.analyze(question)) if (df := lexical.document_frequency(t))}
+    total = sum(weights.values())
+    if total == 0:
+        return 0.0
+    present = set(lexical.analyze(paper_text))
+    return sum(w for t, w in weights.items() if t in present) / total
+
+
+def missing_idf(question: str, paper_text: str, lexical: LexicalIndex) -> float:
+    """IDF of the rarest question terms that occur in the collection but not in `paper_text`, summed (at most
+    MISSING_TERMS of them): a benchmark, setting or attribute the question asks about that this paper never names."""
+    n = len(lexical)
+    present = set(lexical.analyze(paper_text))
+    weights = sorted(
+        (
+            idf(df, n)
+            for t in set(lexical.analyze(question))
+            if t not in present and (df := lexical.document_frequency(t))
+        ),
+        reverse=True,
+    )
+    return sum(weights[:MISSING_TERMS])
+
+
+def asks_for_paper(question: str) -> bool:
+    """Whether the question asks which paper does something, rather than about a paper it identifies."""
+    return bool(_ASKS_FOR_PAPER.search(question.strip()))
+
+
+def unseen_terms(question: str, lexical: LexicalIndex) -> int:
+    """How many of the question's analysed terms no chunk contains (a name or word the collection never uses)."""
+    return sum(lexical.document_frequency(t) == 0 for t in set(lexical.analyze(question)))
+
+
+def absent_names(question: str, lexical: LexicalIndex) -> list[str]:
+    """The question's named terms that the collection never mentions (one of their analysed terms is in no chunk)."""
+    return [t for t in named_terms(question) if any(lexical.document_frequency(w) == 0 for w in lexical.analyze(t))]
+
+
+def margin(scores: Sequence[float | None]) -> float:
+    """The first score minus the best of the others (missing scores count as 0; a lone score has margin 0)."""
+    values = [s or 0.0 for s in scores]
+    if len(values) < 2:
+        return 0.0
+    return values[0] - max(values[1:])
+
+
+def figure_missing(question: str, sentences: Sequence[str], scores: Sequence[float]) -> bool:
+    """A quantity question whose closest sentences give no figure beyond those the question states."""
+    if not asks_for_figure(question):
+        return False
+    asked = figures(content_words(question))
+    closest = sorted(zip(scores, sentences), reverse=True)[:FIGURE_SENTENCES]
+    return not any(figures(content_words(s)) - asked for _, s in closest)
+
+
+def agree(hits: Sequence[PaperHit]) -> bool:
+    """Whether dense and lexical search, each on its own, rank the same candidate paper first."""
+    dense = [h for h in hits if h.dense is not None]
+    lexical = [h for h in hits if h.lexical is not None]
+    if not dense or not lexical:
+        return False
+    return max(dense, key=lambda h: h.dense or 0.0).paper_id == max(lexical, key=lambda h: h.lexical or 0.0).paper_id
+
+
+def signals(question: str, evidence: Evidence, lexical: LexicalIndex) -> dict[str, float]:
+    """Every signal in FEATURES, for the top paper of `evidence.hits` (which must not be empty)."""
+    hits = evidence.hits
+    top = hits[0]
+    return {
+        "dense_top": top.dense or 0.0,
+        "dense_margin": margin([h.dense for h in hits]),
+        "term_coverage": term_coverage(question, evidence.top_text, lexical),
+        "missing_idf": missing_idf(question, evidence.top_text, lexical),
+        "unseen_terms": float(unseen_terms(question, lexical)),
+        "unseen_names": float(len(absent_names(question, lexical))),
+        "sentence_top": max([evidence.title_score, *evidence.sentence_scores]),
+        "agree": float(agree(hits)),
+        "asks_for_paper": float(asks_for_paper(question)),
+        "figure_missing": float(figure_missing(question, evidence.sentences, evidence.sentence_scores)),
+    }

@@ -1,0 +1,66 @@
+"""Passages -> numbered sources: each passage's sentences scored against the question, the best of them chosen to show.
+
+The numbers are the citation keys we control ([1]..[n]); the scores (the answer-sentence model's cosines) feed the
+answerability decision (agent/decide.py), the choice of the sentence that answers, and the prompt's budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.embed import Embedder
+from agent.types import Passage
+from agent.verify import split_sentences
+
+
+@dataclass(frozen=True)
+class Source:
+    """A passage as the model sees it: its number, and its sentences ranked against the question."""
+
+    number: int
+    passage: Passage
+    sentences: tuple[str, ...]
+    sentence_scores: tuple[float, ...]  # cosine of each sentence to the question
+    title_score: float  # cosine of the paper's title to the question
+    shown: tuple[str, ...]  # the sentences put in the prompt, in passage order
+
+    @property
+    def relevance(self) -> float:
+        """The best cosine of the question to the title or one of the sentences."""
+        return max(self.title_score, *self.sentence_scores)
+
+
+def prepare_sources(question: str, passages: list[Passage], embedder: Embedder, budget_tokens: int) -> list[Source]:
+    """Number the passages and pick, for each, the sentences closest to the question within `budget_tokens`."""
+    splits = [split_sentences(p.text) or [p.text] for p in passages]
+    # Sentences and titles, not whole passages: a passage's best sentence (or its title, for "which paper introduces
+    # X?") is what a quote can be, and is half the embedding work of whole passages.
+    texts = [question] + [p.title for p in passages] + [s for ss in splits for s in ss]
+    vectors = embedder.embed(texts)
+    cosines = vectors[1:] @ vectors[0]
+    titles, sentence_cosines = cosines[: len(passages)], cosines[len(passages) :]
+    sources, offset = [], 0
+    for number, (passage, sentences) in enumerate(zip(passages, splits), start=1):
+        scores = tuple(float(x) for x in sentence_cosines[offset : offset + len(sentences)])
+        offset += len(sentences)
+        shown = _within_budget(sentences, scores, budget_tokens)
+        sources.append(Source(number, passage, tuple(sentences), scores, float(titles[number - 1]), shown))
+    return sources
+
+
+def _within_budget(sentences: list[str], scores: tuple[float, ...], budget_tokens: int) -> tuple[str, ...]:
+    """The best-scoring sentences that fit the budget (always at least one), back in passage order."""
+    chosen: list[int] = []
+    used = 0
+    for i in sorted(range(len(sentences)), key=lambda i: -scores[i]):
+        cost = approx_tokens(sentences[i])
+        if chosen and used + cost > budget_tokens:
+            continue
+        chosen.append(i)
+        used += cost
+    return tuple(sentences[i] for i in sorted(chosen))
+
+
+def approx_tokens(text: str) -> int:
+    """Tokens the model's tokenizer makes of English text, estimated (~4 characters a token)."""
+    return max(1, len(text) // 4)
