@@ -22,7 +22,7 @@ from agent.prompts import PROMPTS_DIR, load_prompts
 from agent.rerank import LLMReranker, TokenScorer
 from agent.retrieve import Reranker, Retriever
 from agent.settings import BUNDLED_CORPUS, EmbedSettings, Settings, get_settings
-from agent.sources import Source, prepare_sources
+from agent.sources import Source, evidence_passage, prepare_sources
 from agent.types import Answer, PaperHit, StreamEvent
 
 if TYPE_CHECKING:
@@ -168,7 +168,7 @@ class PaperAgent:
         hits = [hit for hit in self.search(question, top_k or settings.max_passages) if hit.passages]
         timings["retrieval_ms"] = _ms(clock)
         clock = time.perf_counter()
-        passages = [hit.passages[0] for hit in hits]
+        passages = [evidence_passage(hit) for hit in hits]
         sources = prepare_sources(question, passages, self.sentence_embedder, settings.max_passage_tokens)
         timings["select_ms"] = _ms(clock)
         return hits, sources

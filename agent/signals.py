@@ -2,8 +2,8 @@
 
 Each is a plain function of what retrieval already computed (no model call), so the answerability decision costs
 microseconds on top of the search. Why these: one cosine between the question and one sentence decided before,
-and it failed both ways. Paraphrased lookups match a whole contribution, not one sentence (`dense_top`, the
-margin). Out-of-collection near-misses match a neighbouring topic but miss its rare or named terms
+and it failed both ways. Paraphrased lookups match a whole contribution, not one sentence (`dense_top`).
+Out-of-collection near-misses match a neighbouring topic but miss its rare or named terms
 (`term_coverage`, `missing_idf`, `unseen_terms`, `unseen_names`), and dense encoders blur exactly those terms. A
 lookup paraphrases away from its paper's words where a question about one paper does not (`asks_for_paper`), and a
 figure question whose paper gives no figure is a known miss of its own (`figure_missing`).
@@ -21,15 +21,27 @@ from agent.types import PaperHit
 from agent.verify import asks_for_figure, content_words, figures
 
 # The model's inputs, in order; `agent/answerability.json` stores a coefficient for each.
+# Each signal's direction is part of its meaning: `paper-agent calibrate` checks every fitted coefficient against it.
+# The margin between the first two papers and whether dense and lexical search agree on the first were tried too:
+# on the development set both took coefficients against their meaning once the others were in (they restate
+# dense_top), so they are not used.
+DIRECTION = {  # +1: a higher value means more likely answerable; -1: less
+    "dense_top": 1,
+    "term_coverage": 1,
+    "missing_idf": -1,
+    "unseen_terms": -1,
+    "unseen_names": -1,
+    "sentence_top": 1,
+    "asks_for_paper": 1,
+    "figure_missing": -1,
+}
 FEATURES: dict[str, str] = {
     "dense_top": "search-model cosine of the question to the top paper's best chunk",
-    "dense_margin": "dense_top minus the best search-model cosine of any other candidate paper",
     "term_coverage": "IDF-weighted share of the question's indexed terms that occur in the top paper",
     "missing_idf": "IDF of the two rarest question terms that the collection has but the top paper lacks, summed",
-    "unseen_terms": "question terms that no chunk of the collection contains",
+    "unseen_terms": "IDF-weighted share of the question's terms that no chunk of the collection contains",
     "unseen_names": "named terms of the question (acronyms, CamelCase, letters+digits) that no chunk contains",
     "sentence_top": "answer-sentence-model cosine of the question to the top paper's closest title or sentence",
-    "agree": "1 when dense and lexical search put the same paper first, else 0",
     "asks_for_paper": "1 when the question asks for a paper (which method..., is there..., how can one...), else 0",
     "figure_missing": "1 when the question asks for a quantity and none of the top paper's closest sentences gives one",
 }
@@ -117,22 +129,18 @@ def asks_for_paper(question: str) -> bool:
     return bool(_ASKS_FOR_PAPER.search(question.strip()))
 
 
-def unseen_terms(question: str, lexical: LexicalIndex) -> int:
-    """How many of the question's analysed terms no chunk contains (a name or word the collection never uses)."""
-    return sum(lexical.document_frequency(t) == 0 for t in set(lexical.analyze(question)))
+def unseen_terms(question: str, lexical: LexicalIndex) -> float:
+    """IDF-weighted share of the question's analysed terms that no chunk contains (a word the collection never
+    uses weighs most): one unseen word of a four-word question matters more than one of fifteen."""
+    n = len(lexical)
+    weights = {t: idf(lexical.document_frequency(t), n) for t in set(lexical.analyze(question))}
+    total = sum(weights.values())
+    return sum(w for t, w in weights.items() if lexical.document_frequency(t) == 0) / total if total else 0.0
 
 
 def absent_names(question: str, lexical: LexicalIndex) -> list[str]:
     """The question's named terms that the collection never mentions (one of their analysed terms is in no chunk)."""
     return [t for t in named_terms(question) if any(lexical.document_frequency(w) == 0 for w in lexical.analyze(t))]
-
-
-def margin(scores: Sequence[float | None]) -> float:
-    """The first score minus the best of the others (missing scores count as 0; a lone score has margin 0)."""
-    values = [s or 0.0 for s in scores]
-    if len(values) < 2:
-        return 0.0
-    return values[0] - max(values[1:])
 
 
 def figure_missing(question: str, sentences: Sequence[str], scores: Sequence[float]) -> bool:
@@ -144,28 +152,17 @@ def figure_missing(question: str, sentences: Sequence[str], scores: Sequence[flo
     return not any(figures(content_words(s)) - asked for _, s in closest)
 
 
-def agree(hits: Sequence[PaperHit]) -> bool:
-    """Whether dense and lexical search, each on its own, rank the same candidate paper first."""
-    dense = [h for h in hits if h.dense is not None]
-    lexical = [h for h in hits if h.lexical is not None]
-    if not dense or not lexical:
-        return False
-    return max(dense, key=lambda h: h.dense or 0.0).paper_id == max(lexical, key=lambda h: h.lexical or 0.0).paper_id
-
-
 def signals(question: str, evidence: Evidence, lexical: LexicalIndex) -> dict[str, float]:
     """Every signal in FEATURES, for the top paper of `evidence.hits` (which must not be empty)."""
     hits = evidence.hits
     top = hits[0]
     return {
         "dense_top": top.dense or 0.0,
-        "dense_margin": margin([h.dense for h in hits]),
         "term_coverage": term_coverage(question, evidence.top_text, lexical),
         "missing_idf": missing_idf(question, evidence.top_text, lexical),
-        "unseen_terms": float(unseen_terms(question, lexical)),
+        "unseen_terms": unseen_terms(question, lexical),
         "unseen_names": float(len(absent_names(question, lexical))),
         "sentence_top": max([evidence.title_score, *evidence.sentence_scores]),
-        "agree": float(agree(hits)),
         "asks_for_paper": float(asks_for_paper(question)),
         "figure_missing": float(figure_missing(question, evidence.sentences, evidence.sentence_scores)),
     }

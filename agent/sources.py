@@ -6,10 +6,10 @@ answerability decision (agent/decide.py), the choice of the sentence that answer
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.embed import Embedder
-from agent.types import Passage
+from agent.types import PaperHit, Passage
 from agent.verify import split_sentences
 
 
@@ -28,6 +28,28 @@ class Source:
     def relevance(self) -> float:
         """The best cosine of the question to the title or one of the sentences."""
         return max(self.title_score, *self.sentence_scores)
+
+
+MERGED = 3  # a paper's best-matching chunks read together: an abstract whole, a PDF around its best match
+
+
+def evidence_passage(hit: PaperHit) -> Passage:
+    """The paper's best-matching chunks (at most MERGED) as one passage in reading order, their overlap removed.
+    An abstract split over two chunks is read whole, so its answering sentence is there whichever half matched."""
+    best = sorted(hit.passages, key=lambda p: -p.score)[:MERGED]
+    ordered = sorted(best, key=lambda p: p.position)
+    text = ""
+    for p in ordered:
+        text = join_overlapping(text, p.text)
+    return replace(best[0], text=text)
+
+
+def join_overlapping(first: str, second: str) -> str:
+    """`first` then `second`, without the text they share (the end of one chunk opens the next)."""
+    for size in range(min(len(first), len(second)), 0, -1):
+        if first.endswith(second[:size]):
+            return first + second[size:]
+    return f"{first} {second}" if first else second
 
 
 def prepare_sources(question: str, passages: list[Passage], embedder: Embedder, budget_tokens: int) -> list[Source]:

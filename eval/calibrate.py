@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from agent.decide import Calibration, choose, read_signals
 from agent.service import PaperAgent
-from agent.signals import FEATURES
+from agent.signals import DIRECTION, FEATURES
 from eval.dataset import Question
 
 C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
@@ -119,7 +119,7 @@ def calibrate(rows: Sequence[Row], features: Sequence[str] = tuple(FEATURES)) ->
         "threshold": threshold,
         "cv_utility": round(utility(rows, p, threshold), 4),
         "cv_outcomes": outcomes(rows, p, threshold),
-        "coef_signs_stable": _signs_stable(rows, features, c),
+        "coefficients": _coefficients(rows, features, c, model.named_steps["logisticregression"].coef_[0]),
     }
     calibration = Calibration(
         tuple(features),
@@ -132,8 +132,9 @@ def calibrate(rows: Sequence[Row], features: Sequence[str] = tuple(FEATURES)) ->
     return calibration, report
 
 
-def _signs_stable(rows: Sequence[Row], features: Sequence[str], c: float) -> dict[str, bool]:
-    """Whether each coefficient keeps its sign across the folds' models (an unstable one is fitting noise)."""
+def _coefficients(rows: Sequence[Row], features: Sequence[str], c: float, fitted: np.ndarray) -> dict[str, Any]:
+    """Each coefficient, whether it points the way its signal's meaning says (agent.signals.DIRECTION), and whether
+    it keeps its sign across the folds' models: one that fails either is fitting noise or a confound."""
     from sklearn.model_selection import GroupKFold
 
     x, y = matrix(rows, features)
@@ -142,7 +143,14 @@ def _signs_stable(rows: Sequence[Row], features: Sequence[str], c: float) -> dic
         np.sign(_fit(x[train], y[train], c).named_steps["logisticregression"].coef_[0])
         for train, _ in GroupKFold(n_splits=FOLDS, shuffle=True, random_state=0).split(x, y, groups)
     ]
-    return {f: bool(len({s[i] for s in signs}) == 1) for i, f in enumerate(features)}
+    return {
+        f: {
+            "value": round(float(fitted[i]), 4),
+            "agrees_with_direction": bool(np.sign(fitted[i]) == DIRECTION[f]),
+            "sign_stable_across_folds": bool(len({s[i] for s in signs}) == 1),
+        }
+        for i, f in enumerate(features)
+    }
 
 
 def outcomes(rows: Sequence[Row], p: Sequence[float], threshold: float) -> dict[str, dict[str, float]]:
