@@ -40,6 +40,7 @@ def test_ask_answers_with_citations_to_ingested_papers(app_server: RunningApp, p
     body = got.json()
     assert body["answer"] and {"total_ms"} <= set(body["timings"])
     assert body["refused"] or body["citations"], "an answer that is not a refusal cites its papers"
+    assert 0.0 <= body["answerability"] <= 1.0 and isinstance(body["closest"], list)
     _assert_citations_resolve(app_server, body["citations"])
     retrieved = {p["paper_id"] for p in body["passages"]}
     assert set(question["gold_ids"]) & retrieved, "the expected paper was shown to the model"
@@ -146,15 +147,19 @@ def test_overload_answers_503_with_retry_after(app_server: RunningApp, public_qu
 # --- the model server is down, and the app wants a key -------------------------------------------------------
 
 
+# Answerable, so the model is asked (a question the decision refuses never reaches the model server).
+PROP = "Which pre-training task for ad-hoc retrieval predicts which of two word sets better represents a document?"
+
+
 def test_model_down_is_503_with_the_reason_while_search_works(locked_app_without_model: RunningApp) -> None:
     app, key = locked_app_without_model, {"Authorization": f"Bearer {APP_KEY}"}
-    got = httpx.post(f"{app.url}/ask", json={"question": "What is PROP?"}, headers=key, timeout=60)
+    got = httpx.post(f"{app.url}/ask", json={"question": PROP}, headers=key, timeout=60)
     assert got.status_code == 503 and "unavailable" in got.json()["detail"]
-    stream = httpx.post(f"{app.url}/ask/stream", json={"question": "What is PROP?"}, headers=key, timeout=60)
+    stream = httpx.post(f"{app.url}/ask/stream", json={"question": PROP}, headers=key, timeout=60)
     assert stream.status_code == 503
     client = openai.OpenAI(base_url=f"{app.url}/v1", api_key=APP_KEY, max_retries=0)
     with pytest.raises(openai.APIStatusError) as refused:
-        client.chat.completions.create(model="paper-agent", messages=[{"role": "user", "content": "What is PROP?"}])
+        client.chat.completions.create(model="paper-agent", messages=[{"role": "user", "content": PROP}])
     assert refused.value.status_code == 503
     search = httpx.get(f"{app.url}/search", params={"q": "ad-hoc retrieval pre-training"}, headers=key, timeout=60)
     assert search.status_code == 200 and search.json()["results"]

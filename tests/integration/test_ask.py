@@ -59,6 +59,32 @@ def test_an_unanswerable_question_is_refused(asker: PaperAgent, public_questions
     assert answer.citations == []
 
 
+# The held-out example of issue 10: TabPFN ranked first, but the old decision refused. Paraphrased: no title word.
+PARAPHRASED_LOOKUP = (
+    "Which model classifies small tables in about a second without any tuning, because it was fit beforehand to "
+    "simulated datasets?"
+)
+TABPFN = "TabPFN: A Transformer That Solves Small Tabular Classification Problems in a Second"
+ABSENT_METHOD = "Which paper proposes Medusa, which adds extra decoding heads to an LLM to guess several future tokens?"
+
+
+def test_a_paraphrased_lookup_names_its_paper_and_cites_it(asker: PaperAgent) -> None:
+    answer = asker.ask(PARAPHRASED_LOOKUP)
+    assert not answer.refused and answer.text.startswith(TABPFN)
+    assert answer.citations and answer.citations[0].title == TABPFN
+    assert answer.answerability is not None and answer.answerability >= asker.calibration.threshold
+
+
+def test_a_question_naming_a_method_absent_from_the_collection_is_refused_with_the_closest_papers(
+    asker: PaperAgent,
+) -> None:
+    answer = asker.ask(ABSENT_METHOD)
+    assert answer.refused and answer.citations == [] and answer.closest
+    assert "Medusa" in answer.verification["reason"]
+    assert answer.answerability is not None and answer.answerability < asker.calibration.threshold
+    assert "ttft_ms" not in answer.timings  # refused before the model was asked
+
+
 def test_every_citation_resolves_to_an_ingested_paper(asker: PaperAgent, public_questions: list[dict]) -> None:
     cited = 0
     for qid in ANSWERABLE:
