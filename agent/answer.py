@@ -85,8 +85,14 @@ def assemble(checked: list[Checked], sources: Sequence[Source]) -> tuple[str, li
 
 
 def quotes(chosen: Sequence[Chosen], sources: Sequence[Source]) -> list[Claim]:
-    """Each chosen paper named, with the sentences of it that answer the question, citing it: `Title: "... ..."`."""
-    return [Claim(f'{c.hit.title}: "{" ".join(c.sentences)}"', (s.number,)) for c, s in zip(chosen, sources)]
+    """Each chosen paper named, with the sentences of it that answer the question, each quoted and citing it:
+    `Title: "first" [n] "second" [n]` (one claim a sentence, so every sentence a reader sees carries its citation)."""
+    claims = []
+    for c, source in zip(chosen, sources):
+        first, *rest = c.sentences
+        claims.append(Claim(f'{c.hit.title}: "{first}"', (source.number,)))
+        claims.extend(Claim(f'"{sentence}"', (source.number,)) for sentence in rest)
+    return claims
 
 
 def verify_claims(question: str, claims: list[Claim], sources: Sequence[Source], min_support: float) -> list[Checked]:

@@ -110,7 +110,7 @@ def cmd_calibrate(args: argparse.Namespace, agent: PaperAgent) -> int:
     write_calibration(calibration, report, path, out)
     print(json.dumps(report, indent=2))
     print(f"wrote {out}")
-    against = [f for f, c in report["coefficients"].items() if not c["agrees_with_direction"]]
+    against = [f for f, c in report["coefficients"].items() if c["agrees_with_direction"] is False]
     if against:
         print(
             f"paper-agent: warning: coefficients against their signal's meaning: {', '.join(against)}", file=sys.stderr

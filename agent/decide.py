@@ -198,7 +198,7 @@ def read_signals(
     """The signals of agent/signals.py for the top paper (`hits` and `sources` as `decide` takes them)."""
     top, first = hits[0], sources[0]
     top_text = " ".join([top.title, *(p.text for p in top.passages)])
-    evidence = Evidence(hits, top_text, first.sentences, first.sentence_scores, first.title_score)
+    evidence = Evidence(hits, top_text, first.sentences, first.sentence_scores)
     return signals(question, evidence, lexical)
 
 

@@ -3,10 +3,11 @@
 Each is a plain function of what retrieval already computed (no model call), so the answerability decision costs
 microseconds on top of the search. Why these: one cosine between the question and one sentence decided before,
 and it failed both ways. Paraphrased lookups match a whole contribution, not one sentence (`dense_top`).
-Out-of-collection near-misses match a neighbouring topic but miss its rare or named terms
-(`term_coverage`, `missing_idf`, `unseen_terms`, `unseen_names`), and dense encoders blur exactly those terms. A
-lookup paraphrases away from its paper's words where a question about one paper does not (`asks_for_paper`), and a
-figure question whose paper gives no figure is a known miss of its own (`figure_missing`).
+Out-of-collection near-misses match a neighbouring topic but miss its rare or named terms (`unseen_terms`,
+`unseen_names`), and dense encoders blur exactly those terms. A question about a paper that is there but asking
+what it does not cover names a setting or attribute the paper lacks (`missing_idf`), which a lookup, paraphrasing
+away from its paper's words, must not be held to (`asks_for_paper`). A figure question whose paper gives no figure
+is a known miss of its own (`figure_missing`).
 """
 
 from __future__ import annotations
@@ -22,26 +23,23 @@ from agent.verify import asks_for_figure, content_words, figures
 
 # The model's inputs, in order; `agent/answerability.json` stores a coefficient for each.
 # Each signal's direction is part of its meaning: `paper-agent calibrate` checks every fitted coefficient against it.
-# The margin between the first two papers and whether dense and lexical search agree on the first were tried too:
-# on the development set both took coefficients against their meaning once the others were in (they restate
-# dense_top), so they are not used.
-DIRECTION = {  # +1: a higher value means more likely answerable; -1: less
+# Tried on the development set and not used: the margin between the first two papers and whether dense and lexical
+# search agree on the first (coefficients against their meaning once dense_top was in: they restate it); the best
+# sentence's cosine and the IDF-weighted term coverage (coefficients near 0 beside dense_top and missing_idf).
+DIRECTION = {  # +1: a higher value means more likely answerable; -1: less; 0: no direction (a question's form)
     "dense_top": 1,
-    "term_coverage": 1,
     "missing_idf": -1,
     "unseen_terms": -1,
     "unseen_names": -1,
-    "sentence_top": 1,
-    "asks_for_paper": 1,
+    "asks_for_paper": 0,
     "figure_missing": -1,
 }
 FEATURES: dict[str, str] = {
     "dense_top": "search-model cosine of the question to the top paper's best chunk",
-    "term_coverage": "IDF-weighted share of the question's indexed terms that occur in the top paper",
-    "missing_idf": "IDF of the two rarest question terms that the collection has but the top paper lacks, summed",
+    "missing_idf": "IDF of the two rarest question terms that the collection has but the top paper lacks, summed "
+    "(0 for a question asking for a paper)",
     "unseen_terms": "IDF-weighted share of the question's terms that no chunk of the collection contains",
     "unseen_names": "named terms of the question (acronyms, CamelCase, letters+digits) that no chunk contains",
-    "sentence_top": "answer-sentence-model cosine of the question to the top paper's closest title or sentence",
     "asks_for_paper": "1 when the question asks for a paper (which method..., is there..., how can one...), else 0",
     "figure_missing": "1 when the question asks for a quantity and none of the top paper's closest sentences gives one",
 }
@@ -84,7 +82,6 @@ class Evidence:
     top_text: str  # title and text of the top paper
     sentences: Sequence[str]  # the top paper's sentences shown to the answer stage
     sentence_scores: Sequence[float]  # their cosines to the question
-    title_score: float  # the question's cosine to the top paper's title
 
 
 def named_terms(question: str) -> list[str]:
@@ -156,13 +153,14 @@ def signals(question: str, evidence: Evidence, lexical: LexicalIndex) -> dict[st
     """Every signal in FEATURES, for the top paper of `evidence.hits` (which must not be empty)."""
     hits = evidence.hits
     top = hits[0]
+    # A lookup paraphrases away from its paper's words, so words the paper lacks say nothing against it; a question
+    # about a paper uses the paper's words, and the ones it lacks are often the point (a setting it never covers).
+    about_a_paper = not asks_for_paper(question)
     return {
         "dense_top": top.dense or 0.0,
-        "term_coverage": term_coverage(question, evidence.top_text, lexical),
-        "missing_idf": missing_idf(question, evidence.top_text, lexical),
+        "missing_idf": missing_idf(question, evidence.top_text, lexical) if about_a_paper else 0.0,
         "unseen_terms": unseen_terms(question, lexical),
         "unseen_names": float(len(absent_names(question, lexical))),
-        "sentence_top": max([evidence.title_score, *evidence.sentence_scores]),
-        "asks_for_paper": float(asks_for_paper(question)),
+        "asks_for_paper": float(not about_a_paper),
         "figure_missing": float(figure_missing(question, evidence.sentences, evidence.sentence_scores)),
     }

@@ -21,13 +21,7 @@ class Source:
     passage: Passage
     sentences: tuple[str, ...]
     sentence_scores: tuple[float, ...]  # cosine of each sentence to the question
-    title_score: float  # cosine of the paper's title to the question
     shown: tuple[str, ...]  # the sentences put in the prompt, in passage order
-
-    @property
-    def relevance(self) -> float:
-        """The best cosine of the question to the title or one of the sentences."""
-        return max(self.title_score, *self.sentence_scores)
 
 
 MERGED = 3  # a paper's best-matching chunks read together: an abstract whole, a PDF around its best match
@@ -55,18 +49,14 @@ def join_overlapping(first: str, second: str) -> str:
 def prepare_sources(question: str, passages: list[Passage], embedder: Embedder, budget_tokens: int) -> list[Source]:
     """Number the passages and pick, for each, the sentences closest to the question within `budget_tokens`."""
     splits = [split_sentences(p.text) or [p.text] for p in passages]
-    # Sentences and titles, not whole passages: a passage's best sentence (or its title, for "which paper introduces
-    # X?") is what a quote can be, and is half the embedding work of whole passages.
-    texts = [question] + [p.title for p in passages] + [s for ss in splits for s in ss]
-    vectors = embedder.embed(texts)
+    vectors = embedder.embed([question] + [s for ss in splits for s in ss])
     cosines = vectors[1:] @ vectors[0]
-    titles, sentence_cosines = cosines[: len(passages)], cosines[len(passages) :]
     sources, offset = [], 0
     for number, (passage, sentences) in enumerate(zip(passages, splits), start=1):
-        scores = tuple(float(x) for x in sentence_cosines[offset : offset + len(sentences)])
+        scores = tuple(float(x) for x in cosines[offset : offset + len(sentences)])
         offset += len(sentences)
         shown = _within_budget(sentences, scores, budget_tokens)
-        sources.append(Source(number, passage, tuple(sentences), scores, float(titles[number - 1]), shown))
+        sources.append(Source(number, passage, tuple(sentences), scores, shown))
     return sources
 
 

@@ -146,7 +146,7 @@ def _coefficients(rows: Sequence[Row], features: Sequence[str], c: float, fitted
     return {
         f: {
             "value": round(float(fitted[i]), 4),
-            "agrees_with_direction": bool(np.sign(fitted[i]) == DIRECTION[f]),
+            "agrees_with_direction": None if DIRECTION[f] == 0 else bool(np.sign(fitted[i]) == DIRECTION[f]),
             "sign_stable_across_folds": bool(len({s[i] for s in signs}) == 1),
         }
         for i, f in enumerate(features)
