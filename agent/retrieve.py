@@ -79,7 +79,8 @@ class Retriever:
             hits = self._fused(question, self.settings.candidates)
         else:
             hits = rank_papers(self.passages(question), max(top_k, self.reranker.depth if self.reranker else 0))
-            hits = [replace(h, **{self.settings.mode: h.score}) for h in hits]  # one retriever: its score is raw
+            dense = self.settings.mode == "dense"  # one retriever: its score is the raw one
+            hits = [replace(h, dense=h.score) if dense else replace(h, lexical=h.score) for h in hits]
         if self.reranker is not None:
             hits = self.reranker.rerank(question, hits)
         return hits[:top_k]

@@ -26,11 +26,11 @@ def scored(records: Sequence[Record]) -> list[Record]:
 
 def roc_auc(records: Sequence[Record]) -> float | None:
     """P(an answerable question scores above an unanswerable one); None without both kinds."""
-    pos = [r.answerability for r in scored(records) if r.gold_ids]
-    neg = [r.answerability for r in scored(records) if not r.gold_ids]
+    pos = [float(r.answerability or 0.0) for r in scored(records) if r.gold_ids]
+    neg = [float(r.answerability or 0.0) for r in scored(records) if not r.gold_ids]
     if not pos or not neg:
         return None
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)  # type: ignore[operator]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
     return wins / (len(pos) * len(neg))
 
 

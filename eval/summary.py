@@ -93,7 +93,9 @@ def _score(record: Record, name: str) -> Value:
 
 def _entry(records: Sequence[Record], get: Callable[[Record], Value], reduce: Callable[[list[float]], float]) -> dict:
     overall = _cell([get(r) for r in records], reduce)
-    cells = {t: _cell([get(r) for r in records if r.type == t], reduce) for t in QUESTION_TYPES}
+    cells: dict[str, dict[str, Any]] = {
+        t: _cell([get(r) for r in records if r.type == t], reduce) for t in QUESTION_TYPES
+    }
     for kind in sorted({r.kind for r in records if r.kind}):
         cells[f"unanswerable/{kind}"] = _cell([get(r) for r in records if r.kind == kind], reduce)
     overall["by_type"] = {t: c for t, c in cells.items() if c["n"] or c["failures"]}

@@ -21,7 +21,7 @@ from agent.types import Delta, Final, Sources
 pytestmark = pytest.mark.integration
 
 LOOKUP = "q012"  # a lookup question of the public set; its gold paper must be cited
-UNANSWERABLE = ("q052", "q058")  # refused before generating (nothing relevant) and after (no clear evidence)
+UNANSWERABLE = ("q052", "q054")  # a figure and a named system the collection does not have: refused, no model call
 ANSWERABLE = ("q007", "q025", "q028")
 
 
