@@ -17,9 +17,10 @@ Command = Callable[[argparse.Namespace, PaperAgent], int]
 
 def cmd_ingest(args: argparse.Namespace, agent: PaperAgent) -> int:
     report, stats = agent.ingest([Path(p) for p in args.paths], progress=not args.quiet)
+    shipped = f" ({stats.shipped} from shipped vectors)" if stats.shipped else ""
     print(
         f"files: {report.files}  papers: {stats.papers} (+{report.duplicates} duplicates merged)  "
-        f"chunks: {stats.chunks}  embedded: {stats.embedded}  removed: {stats.deleted}  "
+        f"chunks: {stats.chunks}  embedded: {stats.embedded}{shipped}  removed: {stats.deleted}  "
         f"skipped: {len(report.skipped)}"
     )
     for problem in report.skipped:

@@ -27,6 +27,9 @@ class Embedder(Protocol):
     """Anything that turns texts into L2-normalised float32 vectors of a fixed dimension."""
 
     name: str
+    # What pins the vectors beyond the name (weights hash, backend); None = unknown, so vectors made elsewhere
+    # (agent/bundled_vectors.py) are never taken for this embedder's own.
+    fingerprint: str | None
 
     def embed(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray: ...
 
@@ -110,6 +113,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def fingerprint(settings: EmbedSettings) -> str | None:
+    """What pins the vectors of the model these settings load, beyond its name (None: nothing we can vouch for)."""
+    # Only the bundled mpnet's weights are known by hash (checked when assembled); a model folder may hold anything
+    # under any name. The device is left out: float32 on another device differs by rounding only.
+    if settings.model_path is None and settings.model == MPNET:
+        return f"sentence-transformers/torch; weights sha256:{MPNET_SHA256}"
+    return None
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model read from a local folder; never touches the hub."""
 
@@ -118,6 +130,7 @@ class SentenceTransformerEmbedder:
 
         path = settings.model_path or bundled_model_path(settings.model)
         self.name = path.name if settings.model_path else settings.model
+        self.fingerprint = fingerprint(settings)
         self.batch_size = batch_size
         self.model = SentenceTransformer(str(path), device=settings.device, local_files_only=True)
 

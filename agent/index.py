@@ -3,7 +3,8 @@
 Two collections: `<name>` holds one record per chunk (its text, paper id, title, position, page, source and a
 content hash), `<name>__papers` one record per paper (abstract or full text, metadata). Chunk ids are
 `{paper_id}:{position}`, so re-ingesting the same files upserts nothing new, and the content hash lets an
-unchanged chunk skip re-embedding altogether.
+unchanged chunk skip re-embedding altogether. A chunk whose vector ships with the bundled corpus
+(`agent/bundled_vectors.py`) takes it from there instead of from the model.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
 from tqdm import tqdm
 
+from agent.bundled_vectors import BUNDLED_VECTORS, shipped_vectors
 from agent.embed import Embedder
 from agent.errors import IndexBuiltWithOtherModel, IndexNotBuilt
 from agent.settings import IndexSettings, Settings
@@ -31,6 +34,7 @@ class IngestStats:
     papers: int = 0  # papers in the files read
     chunks: int = 0  # chunks those papers make
     embedded: int = 0  # chunks that were new or changed, so were embedded and written
+    shipped: int = 0  # of those, chunks whose vectors came from the shipped file instead of the model
     deleted: int = 0  # chunks of papers no longer in the files (or shorter than before), removed
 
 
@@ -109,8 +113,9 @@ _NEW = "__reembedding"  # suffix of the collections a re-embedding fills before 
 class Index:
     """The paper collection in Chroma: ingest, query by vector, look papers up."""
 
-    def __init__(self, settings: Settings, client: Any = None) -> None:
+    def __init__(self, settings: Settings, client: Any = None, vectors_dir: Path | None = BUNDLED_VECTORS) -> None:
         self.settings = settings.index
+        self.vectors_dir = vectors_dir  # shipped vectors to take before embedding (None: always embed)
         self.where = settings.index.chroma_url or str(settings.data_dir / "chroma")
         self.client = client if client is not None else make_client(settings)
         self.chunks = self._collection(self.settings.collection)
@@ -144,7 +149,7 @@ class Index:
         try:
             self.chunks.modify(metadata={"embedder": embedder.name})
             hashes = {c.id: _content_hash(c, embedder.name) for c in chunks}
-            vectors = self._embed_and_write(chunks, hashes, embedder, progress, None)
+            vectors, _ = self._embed_and_write(chunks, hashes, embedder, progress, None)
             self._write_papers(papers, chunks, vectors)
         except BaseException:
             self.chunks, self.papers = old
@@ -192,10 +197,12 @@ class Index:
         if stale:
             self.chunks.delete(ids=stale)
             self.papers.delete(ids=self._paper_ids_without_chunks(stale))
-        vectors = self._embed_and_write(todo, hashes, embedder, progress, on_batch)
+        vectors, shipped = self._embed_and_write(todo, hashes, embedder, progress, on_batch)
         changed = {c.paper_id for c in todo}
         self._write_papers([p for p in papers if p.id in changed], chunks, vectors)
-        return IngestStats(papers=len(papers), chunks=len(chunks), embedded=len(todo), deleted=len(stale))
+        return IngestStats(
+            papers=len(papers), chunks=len(chunks), embedded=len(todo), shipped=shipped, deleted=len(stale)
+        )
 
     def _stored_hashes(self, ids: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -227,14 +234,13 @@ class Index:
         embedder: Embedder,
         progress: bool,
         on_batch: OnBatch | None,
-    ) -> dict[str, np.ndarray]:
-        # Longest first, like sentence-transformers does within one call: batches of similar length pad less.
-        todo = sorted(todo, key=lambda c: len(c.text) + len(c.title), reverse=True)
+    ) -> tuple[dict[str, np.ndarray], int]:
+        """Write `todo` with their vectors; returns the vectors by chunk id and how many came from the shipped file."""
+        texts = {c.id: embedding_text(c) for c in todo}
+        shipped = shipped_vectors(texts, embedder, self.settings, self.vectors_dir)
         vectors: dict[str, np.ndarray] = {}
-        size = self.settings.embed_batch_size
         with tqdm(total=len(todo), desc="embedding chunks", unit="chunk", disable=not progress or not todo) as bar:
-            for batch in _batches(todo, size):
-                embedded = embedder.embed([embedding_text(c) for c in batch])
+            for batch, embedded in self._vector_batches(todo, texts, shipped, embedder):
                 self.chunks.upsert(
                     ids=[c.id for c in batch],
                     embeddings=embedded,
@@ -245,7 +251,19 @@ class Index:
                 if on_batch is not None:
                     on_batch(batch)
                 bar.update(len(batch))
-        return vectors
+        return vectors, len(shipped)
+
+    def _vector_batches(
+        self, todo: list[Chunk], texts: dict[str, str], shipped: dict[str, np.ndarray], embedder: Embedder
+    ) -> Iterator[tuple[list[Chunk], np.ndarray]]:
+        """`todo` in batches with their vectors: first those the shipped file holds, then the rest, embedded."""
+        size = self.settings.embed_batch_size
+        for batch in _batches([c for c in todo if c.id in shipped], size):
+            yield batch, np.stack([shipped[c.id] for c in batch])
+        # Longest first, like sentence-transformers does within one call: batches of similar length pad less.
+        rest = sorted((c for c in todo if c.id not in shipped), key=lambda c: len(texts[c.id]), reverse=True)
+        for batch in _batches(rest, size):
+            yield batch, embedder.embed([texts[c.id] for c in batch])
 
     def _write_papers(self, papers: Sequence[Paper], chunks: list[Chunk], vectors: dict[str, np.ndarray]) -> None:
         """One record per changed paper; its vector is the mean of its chunks' (a paper-level embedding)."""

@@ -111,6 +111,7 @@ class BatchingEmbedder:
     def __init__(self, inner: Embedder, max_batch: int = 64) -> None:
         self.inner = inner
         self.name = inner.name
+        self.fingerprint = inner.fingerprint  # so ingest under `serve` takes the shipped vectors too
         self.max_batch = max_batch
         self._jobs: queue.SimpleQueue[_EmbedJob] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None

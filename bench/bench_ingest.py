@@ -4,6 +4,7 @@
 
 Both sides use the same loaded model. The ingest side is the whole job on a fresh embedded Chroma: read
 the listing pages, chunk, embed, write chunks and paper records. The raw side is one `encode()` call.
+Ingest embeds every chunk here (the shipped vectors are set aside); a last line times it with them.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main() -> None:
     texts = [embedding_text(c) for p in papers for c in chunk_paper(p, settings.index)]
     embedder.embed(texts[:64])  # warm-up: first call pays one-off allocation costs
 
-    raw, ours = [], []
+    raw, ours, shipped = [], [], []
     for _ in range(args.repeat):
         start = time.perf_counter()
         embedder.model.encode(texts, batch_size=settings.index.embed_batch_size, normalize_embeddings=True)
@@ -41,14 +42,20 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             fresh = Settings(data_dir=Path(tmp))
-            Index(fresh).ingest(read_paths([BUNDLED_CORPUS]).papers, embedder, progress=False)
+            Index(fresh, vectors_dir=None).ingest(read_paths([BUNDLED_CORPUS]).papers, embedder, progress=False)
             ours.append(time.perf_counter() - start)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            Index(Settings(data_dir=Path(tmp))).ingest(read_paths([BUNDLED_CORPUS]).papers, embedder, progress=False)
+            shipped.append(time.perf_counter() - start)
 
     raw_med, ours_med = statistics.median(raw), statistics.median(ours)
     print(f"corpus: {len(papers)} papers, {len(texts)} chunks; {args.repeat} runs each, medians")
     print(f"raw encode (sentence-transformers) : {raw_med:6.2f} s  ({len(texts) / raw_med:5.1f} chunks/s)")
     print(f"paper-agent ingest (fresh Chroma)  : {ours_med:6.2f} s  ({len(texts) / ours_med:5.1f} chunks/s)")
     print(f"ratio ingest / raw                 : {ours_med / raw_med:6.2f}x  (goal <= 1.25x)")
+    print(f"ingest from the shipped vectors    : {statistics.median(shipped):6.2f} s")
 
 
 if __name__ == "__main__":
