@@ -29,7 +29,7 @@ from agent.settings import AnswerSettings
 from agent.signals import FEATURES, Evidence, absent_names, signals, term_coverage
 from agent.sources import Source
 from agent.types import PaperHit
-from agent.verify import asks_for_figure, content_words, figures
+from agent.verify import asks_for_figure, gives_new_figure
 
 CALIBRATION = "answerability.json"
 QUOTED = 2  # sentences quoted from each chosen paper: on the development set (scored by cosine alone, best chunk
@@ -154,9 +154,8 @@ def answering_sentences(
         ),
         reverse=True,
     )
-    asked = figures(content_words(question))
     need_figure = asks_for_figure(question)
-    best = next((r for r in ranked if not need_figure or figures(content_words(sentences[r[1]])) - asked), None)
+    best = next((r for r in ranked if not need_figure or gives_new_figure(sentences[r[1]], question)), None)
     if best is None:
         return None
     picked = [best[1], *(i for _, i in ranked if i != best[1])][:QUOTED]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from agent.lexical import LexicalIndex
 from agent.types import PaperHit
-from agent.verify import asks_for_figure, content_words, figures
+from agent.verify import asks_for_figure, gives_new_figure
 
 # The model's inputs, in order; `agent/answerability.json` stores a coefficient for each.
 # Each signal's direction is part of its meaning: `paper-agent calibrate` checks every fitted coefficient against it.
@@ -144,9 +144,8 @@ def figure_missing(question: str, sentences: Sequence[str], scores: Sequence[flo
     """A quantity question whose closest sentences give no figure beyond those the question states."""
     if not asks_for_figure(question):
         return False
-    asked = figures(content_words(question))
     closest = sorted(zip(scores, sentences), reverse=True)[:FIGURE_SENTENCES]
-    return not any(figures(content_words(s)) - asked for _, s in closest)
+    return not any(gives_new_figure(s, question) for _, s in closest)
 
 
 def signals(question: str, evidence: Evidence, lexical: LexicalIndex) -> dict[str, float]:

@@ -119,6 +119,11 @@ def asks_for_figure(question: str) -> bool:
     return bool(_FIGURE_QUESTION.search(question))
 
 
+def gives_new_figure(text: str, question: str) -> bool:
+    """Whether `text` states a figure (number) that the question does not already contain."""
+    return bool(figures(content_words(text)) - figures(content_words(question)))
+
+
 @dataclass(frozen=True)
 class Checked:
     """The verdict on one sentence of a reply."""
