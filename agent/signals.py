@@ -39,7 +39,8 @@ FEATURES: dict[str, str] = {
     "missing_idf": "IDF of the two rarest question terms that the collection has but the top paper lacks, summed "
     "(0 for a question asking for a paper)",
     "unseen_terms": "IDF-weighted share of the question's terms that no chunk of the collection contains",
-    "unseen_names": "named terms of the question (acronyms, CamelCase, letters+digits) that no chunk contains",
+    "unseen_names": "named terms of the question (acronyms, CamelCase, letters+digits, capitalised words after the "
+    "first) that no chunk contains",
     "asks_for_paper": "1 when the question asks for a paper (which method..., is there..., how can one...), else 0",
     "figure_missing": "1 when the question asks for a quantity and none of the top paper's closest sentences gives one",
 }
@@ -50,9 +51,7 @@ FEATURES: dict[str, str] = {
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-./+]*[A-Za-z0-9+]|[A-Za-z0-9]")
 _NAME = re.compile(r"[a-z0-9].*[A-Z]|[A-Z]{2,}|^[A-Z]|(?=.*[A-Za-z])(?=.*\d)")
 FIGURE_SENTENCES = 3  # how many of the top paper's closest sentences may give the figure a question asks for
-MISSING_TERMS = (
-    2  # the rarest missing terms summed by `missing_idf`: a swapped setting or attribute is one or two words
-)
+MISSING_TERMS = 2  # the rarest missing terms `missing_idf` sums: a swapped setting or attribute is one or two words
 
 # A question that asks for a paper rather than about one: "Which <few words> method/model/...", "Is there ...",
 # "Has anyone ...", "How can one ...". A near-miss about a paper that is in the collection (a figure its abstract
