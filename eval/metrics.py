@@ -51,7 +51,9 @@ def retrieval_scores(ranked: Sequence[str], gold: Sequence[str]) -> dict[str, fl
 
 # --- citations, in the sense of ALCE (Gao et al., 2023) ------------------------------------------------
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])(?:\s*\[\d+(?:\s*,\s*\d+)*\])*\s+(?=[A-Z0-9\"'(])")
+# A sentence ends at . ! or ? (then any closing quote or bracket: answers quote their sources), then its citation
+# markers, then space before the next sentence's first character.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?(?:\s*\[\d+(?:\s*,\s*\d+)*\])*\s+(?=[A-Z0-9\"'(])")
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _MARKER_WITH_SPACE = re.compile(r"\s*" + _MARKER.pattern)
 

@@ -84,6 +84,11 @@ def test_split_sentences_keeps_trailing_markers() -> None:
     assert split_sentences("Accuracy rose to 76.87% on STL10.") == ["Accuracy rose to 76.87% on STL10."]
 
 
+def test_split_sentences_ends_quoted_sentences_with_their_markers() -> None:
+    text = 'Title: "First one." [1] "Second one." [1] Other: "Third." [2]'
+    assert split_sentences(text) == ['Title: "First one." [1]', '"Second one." [1]', 'Other: "Third." [2]']
+
+
 def test_cited_numbers() -> None:
     assert cited_numbers("a [2] b [1, 3][2] c") == [2, 1, 3]
     assert cited_numbers("no citations") == []
