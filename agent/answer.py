@@ -112,7 +112,7 @@ def refusal(question: str, decision: Decision, timings: dict[str, float], **veri
     return Answer(
         REFUSAL,
         [],
-        [h.passages[0] for h in decision.closest if h.passages],
+        decision.passages,
         True,
         timings,
         {"outcome": "refused", "decision": decision.to_json(), **verification},
@@ -151,10 +151,7 @@ def finish(
     if not kept:
         return refusal(question, decision, timings, **summary, reason="no chosen sentence survived verification")
     text, citations = assemble(kept, sources)
-    passages = [h.passages[0] for h in decision.closest if h.passages]
-    return Answer(
-        text, citations, passages, False, timings, summary, question, answerability=decision.score, closest=[]
-    )
+    return Answer(text, citations, decision.passages, False, timings, summary, question, answerability=decision.score)
 
 
 def answer_stream(
@@ -170,7 +167,7 @@ def answer_stream(
     """Sources, then (when the decision answers) the model's reply as Deltas, then the verified Final answer."""
     started = time.perf_counter() if started is None else started
     timings = dict(timings or {})
-    yield Sources(tuple(h.passages[0] for h in decision.closest if h.passages), question)
+    yield Sources(tuple(decision.passages), question)
     if not decision.answerable:
         timings["total_ms"] = _ms(started)
         yield Final(refusal(question, decision, timings, reason=decision.reason))

@@ -28,7 +28,7 @@ from agent.lexical import LexicalIndex
 from agent.settings import AnswerSettings
 from agent.signals import FEATURES, Evidence, absent_names, signals, term_coverage
 from agent.sources import Source
-from agent.types import PaperHit
+from agent.types import PaperHit, Passage
 from agent.verify import asks_for_figure, gives_new_figure
 
 CALIBRATION = "answerability.json"
@@ -108,18 +108,22 @@ class Chosen:
     hit: PaperHit
     source: Source
     sentences: tuple[str, ...]  # in passage order
-    score: float  # the best sentence's score (cosine + term coverage)
 
 
 @dataclass(frozen=True)
 class Decision:
     answerable: bool
-    score: float  # P(the collection answers the question), from the calibrated model; 0 for a veto
+    score: float  # P(the collection answers the question), from the calibrated model; 0 when nothing was found
     threshold: float
     reason: str
     chosen: tuple[Chosen, ...] = ()  # the papers the answer may cite, best first; empty when refused
     closest: tuple[PaperHit, ...] = ()  # the top papers, offered on a refusal as "closest in the collection"
     signals: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passages(self) -> list[Passage]:
+        """The best passage of each closest paper: what the answer shows as looked at."""
+        return [h.passages[0] for h in self.closest if h.passages]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -142,9 +146,9 @@ def asks_for_several(question: str) -> bool:
 
 def answering_sentences(
     question: str, sentences: Sequence[str], scores: Sequence[float], lexical: LexicalIndex
-) -> tuple[tuple[str, ...], float] | None:
-    """The QUOTED sentences that best answer the question, in passage order, and the best one's score; for a
-    quantity question the best must give a new figure (None when none does). A sentence scores its cosine to the
+) -> tuple[str, ...] | None:
+    """The QUOTED sentences that best answer the question, in passage order; for a quantity question the best must
+    give a new figure (None when none does). A sentence scores its cosine to the
     question plus the IDF-weighted share of the question's terms it contains: the cosine alone prefers a sentence
     that is about the same thing, the terms one that says the thing asked."""
     ranked = sorted(
@@ -159,7 +163,7 @@ def answering_sentences(
     if best is None:
         return None
     picked = [best[1], *(i for _, i in ranked if i != best[1])][:QUOTED]
-    return tuple(sentences[i] for i in sorted(picked)), best[0]
+    return tuple(sentences[i] for i in sorted(picked))
 
 
 def decide(
@@ -171,7 +175,7 @@ def decide(
     settings: AnswerSettings,
 ) -> Decision:
     """Answer or refuse, and with which papers and sentences. `hits` is the search's ranking, best first;
-    `sources[i]` holds the sentences of `hits[i]`'s best passage, scored against the question."""
+    `sources[i]` holds the sentences of `hits[i]`'s matched chunks, scored against the question."""
     threshold = calibration.threshold if settings.min_answerability is None else settings.min_answerability
     closest = tuple(hits[: settings.max_passages])
     if not hits or not sources:
@@ -196,8 +200,7 @@ def read_signals(
 ) -> dict[str, float]:
     """The signals of agent/signals.py for the top paper (`hits` and `sources` as `decide` takes them)."""
     top, first = hits[0], sources[0]
-    top_text = " ".join([top.title, *(p.text for p in top.passages)])
-    evidence = Evidence(hits, top_text, first.sentences, first.sentence_scores)
+    evidence = Evidence(top, f"{top.title} {first.passage.text}", first.sentences, first.sentence_scores)
     return signals(question, evidence, lexical)
 
 
@@ -213,5 +216,5 @@ def choose(
             break
         found = answering_sentences(question, source.sentences, source.sentence_scores, lexical)
         if found is not None:
-            chosen.append(Chosen(hit, source, *found))
+            chosen.append(Chosen(hit, source, found))
     return chosen

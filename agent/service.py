@@ -161,7 +161,7 @@ class PaperAgent:
     def evidence(
         self, question: str, top_k: int | None = None, timings: dict[str, float] | None = None
     ) -> tuple[list[PaperHit], list[Source]]:
-        """The top papers for the question and, for each, its best passage's sentences scored against it."""
+        """The top papers for the question and, for each, its matched chunks' sentences scored against it."""
         settings = self.settings.answer
         clock = time.perf_counter()
         timings = {} if timings is None else timings

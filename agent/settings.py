@@ -144,7 +144,6 @@ class AnswerSettings(Section):
     max_tokens: int = Field(120, ge=16, le=4096, description="Most tokens the model may write for one answer.")
     max_sentences: int = Field(3, ge=1, le=10, description="Most sentences in a structured (json) reply.")
     max_sentence_chars: int = Field(200, ge=20, le=2000, description="Longest sentence in a structured (json) reply.")
-    fallback_sentences: int = Field(2, ge=1, le=10, description="Source sentences quoted when the model's reply fails.")
     rewrite_followups: bool = Field(True, description="Rewrite follow-up questions into standalone ones first.")
     prompts_dir: Path | None = Field(None, description="Folder of prompt templates; unset = the project's `prompts/`.")
 

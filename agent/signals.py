@@ -75,9 +75,9 @@ _ASKS_FOR_PAPER = re.compile(
 
 @dataclass(frozen=True)
 class Evidence:
-    """What the signals read: the ranked papers, the top paper's full text, and its sentences scored."""
+    """What the signals read: the top paper, its text, and its sentences scored."""
 
-    hits: Sequence[PaperHit]
+    top: PaperHit
     top_text: str  # title and text of the top paper
     sentences: Sequence[str]  # the top paper's sentences shown to the answer stage
     sentence_scores: Sequence[float]  # their cosines to the question
@@ -148,9 +148,8 @@ def figure_missing(question: str, sentences: Sequence[str], scores: Sequence[flo
 
 
 def signals(question: str, evidence: Evidence, lexical: LexicalIndex) -> dict[str, float]:
-    """Every signal in FEATURES, for the top paper of `evidence.hits` (which must not be empty)."""
-    hits = evidence.hits
-    top = hits[0]
+    """Every signal in FEATURES, for the top paper."""
+    top = evidence.top
     # A lookup paraphrases away from its paper's words, so words the paper lacks say nothing against it; a question
     # about a paper uses the paper's words, and the ones it lacks are often the point (a setting it never covers).
     about_a_paper = not asks_for_paper(question)

@@ -12,7 +12,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import gradio as gr
@@ -22,7 +22,7 @@ from agent.errors import AgentError, ModelServerUnavailable, Overloaded
 from agent.service import PaperAgent
 from agent.serving import GenerationGate, Metrics, chat_history
 from agent.settings import PROJECT_ROOT
-from agent.types import Answer, Delta, Final, Paper, Passage, Sources
+from agent.types import Answer, Delta, Final, Paper, PaperRef, Passage, Sources
 from agent.ui_style import CSS, HEAD, THEME
 
 EXAMPLES_FILE = PROJECT_ROOT / "eval" / "datasets" / "public.jsonl"
@@ -144,9 +144,9 @@ def source_card(number: int, turn: int, paper: Paper | None, title: str, quote: 
     )
 
 
-def nearest_papers(passages: tuple[Passage, ...] | list[Passage], limit: int = 5) -> str:
+def nearest_papers(papers: Sequence[Passage] | Sequence[PaperRef], limit: int = 5) -> str:
     seen: dict[str, str] = {}
-    for p in passages:
+    for p in papers:
         seen.setdefault(p.paper_id, p.title)
     items = "".join(f"<li>{html.escape(t)}</li>" for t in list(seen.values())[:limit])
     return f'<ul class="src-nearest">{items}</ul>'
@@ -171,8 +171,7 @@ def turn_panel(answer: Answer, turn: int, question: str, papers: Mapping[str, Pa
             cards += f"<details><summary>Also retrieved, not cited</summary>{nearest_papers(others)}</details>"
     else:
         note = "The collection does not answer this. Closest in the collection (not citations):"
-        closest = [Passage("", p.paper_id, p.title, "", 0.0) for p in answer.closest] or answer.passages
-        cards = f'<p class="src-empty">{note}</p>{nearest_papers(closest)}'
+        cards = f'<p class="src-empty">{note}</p>{nearest_papers(answer.closest or answer.passages)}'
     return f'<section class="turn" id="turn-{turn}">{head}{cards}</section>'
 
 

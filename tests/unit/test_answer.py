@@ -77,7 +77,7 @@ def decided(*passages: Passage, answerable: bool = True, question: str = QUESTIO
     hits = [PaperHit(p.paper_id, p.title, p.score, (p,)) for p in passages]
     lexical = LexicalIndex.build([BLIP, SPARSE])
     chosen = [
-        Chosen(hit, source, *found)
+        Chosen(hit, source, found)
         for hit, source in zip(hits, sources)
         if (found := answering_sentences(question, source.sentences, source.sentence_scores, lexical))
     ]

@@ -194,5 +194,5 @@ def test_no_hits_is_a_refusal() -> None:
 def test_answering_sentences_prefers_the_sentence_that_says_what_is_asked() -> None:
     sentences = ["We study tables.", "It is trained offline on synthetic datasets drawn from a prior."]
     found = answering_sentences("trained offline synthetic prior", sentences, [0.5, 0.4], LEXICAL)
-    assert found is not None and found[0] == tuple(sentences)  # both quoted, in passage order
+    assert found == tuple(sentences)  # both quoted, in passage order
     assert answering_sentences("How many GPUs?", sentences, [0.5, 0.4], LEXICAL) is None
