@@ -46,11 +46,10 @@ def cmd_stats(args: argparse.Namespace, agent: PaperAgent) -> int:
 
 def cmd_ask(args: argparse.Namespace, agent: PaperAgent) -> int:
     """Sources as soon as they are found, the model's draft as it streams (stderr), then the verified answer."""
-    import torch
-
+    from agent.embed import use_threads
     from agent.types import Delta, Final, Sources
 
-    torch.set_num_threads(agent.settings.serve.embed_threads)  # one query: a thread team only spins (see serve)
+    use_threads(agent.embedder, agent.settings.serve.embed_threads)  # one query: a thread team only spins (see serve)
     from agent.llm_server import ensure_server
 
     ensure_server(agent.settings)  # the configured server, else reuse the local one or start one (it stays up)
@@ -129,8 +128,7 @@ def cmd_eval_diff(args: argparse.Namespace, agent: PaperAgent) -> int:
 
 def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
     """Set up whatever is missing (index, model server), then serve the web app until Ctrl-C."""
-    import torch
-
+    from agent.embed import use_threads
     from agent.serving import BatchingEmbedder
     from agent.settings import PROJECT_ROOT
 
@@ -138,7 +136,8 @@ def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
     # Searches embed one short query each: batched on one thread (set below, after any ingest), they leave the
     # other cores to HTTP and Chroma, and no OpenMP team spins at barriers against the model server for the same
     # cores. Ingest's multi-text calls pass straight through.
-    agent = PaperAgent(settings, embedder=BatchingEmbedder(agent.embedder))
+    searcher = agent.embedder
+    agent = PaperAgent(settings, embedder=BatchingEmbedder(searcher))
     if agent.index.stats()["chunks"] == 0:
         print(f"the index at {settings.data_dir} is empty: ingesting the bundled corpus", flush=True)
         cmd_ingest(argparse.Namespace(paths=[], quiet=False), agent)
@@ -146,7 +145,7 @@ def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
         print(f"the index was embedded with {built_with}: re-embedding it with {agent.embedder.name}", flush=True)
         agent.index.reembed(agent.embedder)
     _ready_model_server(settings)
-    torch.set_num_threads(settings.serve.embed_threads)
+    use_threads(searcher, settings.serve.embed_threads)
     agent.warm_up()  # loads the models and any lexical index now, not during the first request
     sys.path.insert(0, str(PROJECT_ROOT))  # app.py sits at the top of the checkout (what uvicorn's --app-dir does)
     import app

@@ -96,7 +96,7 @@ def assemble_split_zip(parts: list[Path], inner: str, target: Path, sha256: str)
             raise AgentError(f"the parts of {inner} do not form a zip ({error}): reinstall them") from error
         extracted = Path(tmp) / "x" / inner
         weights = extracted / "model.safetensors"
-        if not weights.is_file() or _sha256(weights) != sha256:
+        if not weights.is_file() or sha256_of(weights) != sha256:
             raise AgentError(f"the weights assembled from {parts[0].name} ... are not the checked {inner}")
         try:
             extracted.rename(target)
@@ -105,7 +105,7 @@ def assemble_split_zip(parts: list[Path], inner: str, target: Path, sha256: str)
                 raise
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -113,13 +113,48 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def embedder_name(settings: EmbedSettings) -> str:
+    """What the index records the vectors as made by: the model, and the backend unless it is PyTorch."""
+    model = settings.model_path.name if settings.model_path else settings.model
+    return model if settings.backend == "torch" else f"{model}+{settings.backend}"
+
+
 def fingerprint(settings: EmbedSettings) -> str | None:
     """What pins the vectors of the model these settings load, beyond its name (None: nothing we can vouch for)."""
     # Only the bundled mpnet's weights are known by hash (checked when assembled); a model folder may hold anything
     # under any name. The device is left out: float32 on another device differs by rounding only.
-    if settings.model_path is None and settings.model == MPNET:
+    if settings.model_path is not None or settings.model != MPNET:
+        return None
+    if settings.backend == "torch":
         return f"sentence-transformers/torch; weights sha256:{MPNET_SHA256}"
-    return None
+    from agent.onnx_embed import RECIPE
+
+    return f"onnxruntime/{settings.backend} ({RECIPE}); weights sha256:{MPNET_SHA256}"
+
+
+def make_embedder(settings: EmbedSettings, batch_size: int = 64) -> Embedder:
+    """The embedder these settings describe, on their backend."""
+    if settings.backend == "torch":
+        return SentenceTransformerEmbedder(settings, batch_size)
+    from agent.onnx_embed import OnnxEmbedder
+
+    folder = settings.model_path or bundled_model_path(settings.model)
+    known = settings.model_path is None and settings.model == MPNET  # hashed when assembled; others hashed now
+    weights = MPNET_SHA256 if known else sha256_of(folder / "model.safetensors")
+    name, variant = embedder_name(settings), settings.backend
+    return OnnxEmbedder(
+        folder, name, variant, weights_sha=weights, fingerprint=fingerprint(settings), batch_size=batch_size
+    )
+
+
+def use_threads(embedder: Embedder, threads: int) -> None:
+    """Run `embedder`'s model on `threads` threads (a serving process leaves the other cores to HTTP)."""
+    import torch
+
+    torch.set_num_threads(threads)  # the PyTorch backend, and the other torch model in the process
+    limit = getattr(embedder, "use_threads", None)
+    if limit is not None:
+        limit(threads)
 
 
 class SentenceTransformerEmbedder:
@@ -129,7 +164,7 @@ class SentenceTransformerEmbedder:
         from sentence_transformers import SentenceTransformer
 
         path = settings.model_path or bundled_model_path(settings.model)
-        self.name = path.name if settings.model_path else settings.model
+        self.name = embedder_name(settings)
         self.fingerprint = fingerprint(settings)
         self.batch_size = batch_size
         self.model = SentenceTransformer(str(path), device=settings.device, local_files_only=True)

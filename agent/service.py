@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.corpus import ReadReport, read_paths
 from agent.decide import Calibration, Decision, decide, load_calibration
-from agent.embed import MINILM, Embedder, SentenceTransformerEmbedder
+from agent.embed import MINILM, Embedder, SentenceTransformerEmbedder, make_embedder
 from agent.errors import AgentError
 from agent.index import Index, IngestStats
 from agent.lexical import LexicalIndex, sync_lexical
@@ -58,13 +58,13 @@ class PaperAgent:
 
     @cached_property
     def embedder(self) -> Embedder:
-        return SentenceTransformerEmbedder(self.settings.embed, batch_size=self.settings.index.embed_batch_size)
+        return make_embedder(self.settings.embed, batch_size=self.settings.index.embed_batch_size)
 
     @cached_property
     def sentence_embedder(self) -> Embedder:
         """all-MiniLM-L6-v2, for choosing and checking answer sentences: their thresholds were calibrated with it."""
         embed = self.settings.embed
-        if embed.model == MINILM and embed.model_path is None:
+        if embed.model == MINILM and embed.model_path is None and embed.backend != "onnx-int8":
             return self.embedder
         return SentenceTransformerEmbedder(EmbedSettings(model=MINILM, device=embed.device))
 

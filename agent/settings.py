@@ -46,7 +46,12 @@ class EmbedSettings(Section):
         None,
         description="Local sentence-transformers model folder to search with instead of `model`.",
     )
-    device: str = Field("cpu", description="Torch device for the embedding model.")
+    backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "torch",
+        description="Runtime of the search model: PyTorch, ONNX Runtime fp32 (same vectors), or ONNX int8 (faster); "
+        "the index records it with the model, so a change re-embeds.",
+    )
+    device: str = Field("cpu", description="Torch device for the embedding model (backend torch).")
 
 
 class RetrieveSettings(Section):

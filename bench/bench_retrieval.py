@@ -7,10 +7,11 @@ Quality (by paper id, unanswerable questions left out): hit@1, hit@5 and MRR@10 
 recall@10 over multi-gold ones, for dense, lexical, hybrid (relative-score fusion), hybrid with reciprocal rank
 fusion, and the plain baseline: all-MiniLM-L6-v2 over title + abstract, one vector per paper, brute-force cosine.
 Latency: each mode's `Retriever.search` against the raw dense baseline measured in the same run, interleaved
-question by question: one `SentenceTransformer.encode` of the query + one raw `collection.query` (`candidates`
-results) on the same Chroma collection. Needs an ingested index (`paper-agent ingest`). `--rerank DEPTH` adds
-hybrid + LLM rerank of the top DEPTH papers by the configured model server (started locally if none is set),
-timed over its one quality pass (answerable questions only) because it costs seconds per search on a CPU.
+question by question: one raw encode of the query (`SentenceTransformer.encode`, or the ONNX backend's session run)
++ one raw `collection.query` (`candidates` results) on the same Chroma collection. Needs an ingested index
+(`paper-agent ingest`). `--rerank DEPTH` adds hybrid + LLM rerank of the top DEPTH papers by the configured model
+server (started locally if none is set), timed over its one quality pass (answerable questions only) because it
+costs seconds per search on a CPU.
 """
 
 from __future__ import annotations
@@ -115,13 +116,21 @@ def _paper_vector_baseline(paper_agent: PaperAgent) -> Search:
 
 
 def _raw_dense(paper_agent: PaperAgent) -> Search:
-    """The latency floor: one encode and one Chroma query, no Passage objects, no ranking."""
-    model = paper_agent.embedder.model  # type: ignore[attr-defined]
+    """The latency floor: one encode and one Chroma query, no Passage objects, no ranking. On the torch backend the
+    encode is sentence-transformers' own; on an ONNX backend, the session run and pooling (agent/onnx_embed.py)."""
+    embedder = paper_agent.embedder
+    model = getattr(embedder, "model", None)
+
+    def encode(question: str) -> np.ndarray:
+        if model is None:
+            return embedder.embed([question])[0]
+        return np.asarray(model.encode(question, normalize_embeddings=True, convert_to_numpy=True))
+
     collection = paper_agent.index.chunks
     n = paper_agent.settings.retrieve.candidates
 
     def search(question: str) -> list[str]:
-        vector = model.encode(question, normalize_embeddings=True, convert_to_numpy=True)
+        vector = encode(question)
         got = collection.query(query_embeddings=[vector], n_results=n)
         return got["ids"][0]
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.embed import MINILM, MPNET, _installed_parts, assemble_split_zip, bundled_model_path
+from agent.embed import MINILM, MPNET, _installed_parts, assemble_split_zip, bundled_model_path, embedder_name
 from agent.errors import AgentError
+from agent.settings import EmbedSettings
 
 WEIGHTS = b"not really safetensors, but bytes with a known hash" * 1000
 
@@ -61,3 +62,10 @@ def test_both_bundled_models_resolve_to_local_folders() -> None:
     for name in (MINILM, MPNET):
         folder = bundled_model_path(name)
         assert (folder / "config.json").is_file() and (folder / "modules.json").is_file(), name
+
+
+def test_the_backend_is_part_of_the_name_the_index_records() -> None:
+    """So a change of backend re-embeds the index, as a change of model does (int8 vectors are not fp32's)."""
+    names = [embedder_name(EmbedSettings(backend=b)) for b in ("torch", "onnx", "onnx-int8")]  # type: ignore[arg-type]
+    assert names == ["all-mpnet-base-v2", "all-mpnet-base-v2+onnx", "all-mpnet-base-v2+onnx-int8"]
+    assert embedder_name(EmbedSettings(model_path=Path("/models/my-model"), backend="onnx")) == "my-model+onnx"

@@ -1,0 +1,230 @@
+"""The embedding models on ONNX Runtime: exported once from the local model folder, fp32 or int8, no torch at run time.
+
+The export is made here, offline, the first time a backend needs it, and kept beside the assembled models with a
+manifest: the weights' SHA-256 it was made from, the recipe, and each `.onnx` file's SHA-256, checked on every load.
+
+- `onnx`: the transformer traced to ONNX (opset 17) and run with every graph optimisation; fp32 maths, so the
+  vectors match PyTorch's (cosine >= 0.9999 on the corpus's chunks).
+- `onnx-int8`: the same graph, dynamically quantized (int8 weights per output channel, uint8 activations, the
+  VNNI instructions' format). The feed-forward output projections stay fp32: their inputs (after the GELU) carry
+  the outlier activations that per-tensor uint8 cannot hold (Bondarenko et al. 2021, "Understanding and Overcoming
+  the Challenges of Efficient Transformer Quantization"); quantized, they alone took mpnet's cosine to fp32 from
+  0.99 to 0.83 on corpus chunks.
+
+Tokenising (the model's `tokenizer.json`, its `max_seq_length`), pooling and normalisation follow the folder's
+sentence-transformers config, so the ONNX graph holds the transformer only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from agent.embed import sha256_of
+from agent.errors import AgentError
+
+log = logging.getLogger(__name__)
+
+Variant = Literal["onnx", "onnx-int8"]
+FILES: dict[Variant, str] = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
+# Bump when the export or quantization changes what the files compute: old exports are then made again.
+RECIPE = "torch-onnx-opset17; int8: dynamic, per-channel QInt8 weights, ffn-out fp32; v2"
+OPSET = 17
+
+
+EXPORTS = Path(sys.prefix) / "share" / "paper-agent" / "onnx"  # beside the assembled models
+
+
+def exported(folder: Path, variant: Variant, weights_sha: str, exports: Path = EXPORTS) -> Path:
+    """The `.onnx` file of `variant` for the model in `folder`, exported (once) under `exports` if not there yet."""
+    home = exports / f"{folder.name}-{weights_sha[:16]}"
+    manifest = _manifest(home)
+    if manifest is None or manifest.get("recipe") != RECIPE or manifest.get("weights_sha256") != weights_sha:
+        log.warning("exporting %s to ONNX once (fp32 and int8), into %s", folder.name, home)
+        _export(folder, home, weights_sha)
+        manifest = _manifest(home)
+        assert manifest is not None  # written by _export
+    path = home / FILES[variant]
+    if not path.is_file() or sha256_of(path) != manifest["files"][FILES[variant]]:
+        raise AgentError(f"{path} does not match the hash its export recorded: delete {home} to export it again")
+    return path
+
+
+def _manifest(home: Path) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads((home / "manifest.json").read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def _export(folder: Path, home: Path, weights_sha: str) -> None:
+    """Trace the transformer to fp32 ONNX, quantize a copy to int8, and move both into `home` with a manifest.
+
+    Built in a temporary folder beside `home`, so a crash or a concurrent first use never leaves half an export."""
+    import onnxruntime
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    home.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=home.parent, prefix=f".{home.name}-") as tmp:
+        fp32, int8 = Path(tmp) / FILES["onnx"], Path(tmp) / FILES["onnx-int8"]
+        intermediate_size = _trace(folder, fp32)
+        quantize_dynamic(
+            fp32,
+            int8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            nodes_to_quantize=_quantizable(fp32, intermediate_size),
+        )
+        files = {p.name: sha256_of(p) for p in (fp32, int8)}
+        versions = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
+        manifest = {"recipe": RECIPE, "weights_sha256": weights_sha, "files": files, "versions": versions}
+        (Path(tmp) / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        if home.exists():
+            home.rename(Path(tmp) / "stale")  # an older recipe's export: deleted with the temporary folder
+        _move_into(Path(tmp), home)
+
+
+def _trace(folder: Path, target: Path) -> int:
+    """Write the transformer as fp32 ONNX, token vectors out (pooling is done outside); returns its FFN width."""
+    import torch
+    from transformers import AutoModel
+
+    class TokenVectors(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    model = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
+    example = torch.ones(1, 8, dtype=torch.long)
+    axes = {0: "batch", 1: "tokens"}
+    with warnings.catch_warnings():  # the tracer's notes on shapes it fixes: checked by the known-answer tests
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            TokenVectors(model),
+            (example, example),
+            str(target),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["last_hidden_state"],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, "last_hidden_state": axes},
+            opset_version=OPSET,
+            dynamo=False,  # the TorchScript exporter: no onnxscript needed, and the dynamic axes as declared
+        )
+    return int(model.config.intermediate_size)
+
+
+def _move_into(built: Path, home: Path) -> None:
+    """Publish the files built in `built` as `home` (a rename of a fresh folder, so never half there)."""
+    fresh = built / "export"
+    fresh.mkdir()
+    for name in (*FILES.values(), "manifest.json"):
+        (built / name).rename(fresh / name)
+    try:
+        fresh.rename(home)
+    except OSError:
+        if _manifest(home) is None:  # not another process's finished export: a real failure
+            raise
+
+
+def _quantizable(graph_path: Path, intermediate_size: int) -> list[str]:
+    """The MatMuls with a weight matrix, less the feed-forward output projections (weights `intermediate x hidden`)."""
+    import onnx
+
+    graph = onnx.load(str(graph_path), load_external_data=False).graph
+    shapes = {init.name: tuple(init.dims) for init in graph.initializer}
+    chosen = []
+    for node in graph.node:
+        weight = next((shapes[i] for i in node.input if i in shapes), None)
+        if node.op_type == "MatMul" and weight is not None and weight[0] != intermediate_size:
+            chosen.append(node.name)
+    return chosen
+
+
+class OnnxEmbedder:
+    """A sentence-transformers model folder run on ONNX Runtime: tokenizer, transformer, pooling, normalisation."""
+
+    def __init__(
+        self,
+        folder: Path,
+        name: str,
+        variant: Variant,
+        *,
+        weights_sha: str,
+        fingerprint: str | None = None,
+        batch_size: int = 64,
+        threads: int = 0,
+        exports: Path = EXPORTS,
+    ) -> None:
+        from tokenizers import Tokenizer
+
+        self.name = name
+        self.fingerprint = fingerprint  # set by agent.embed for the bundled model, whose weights it checked
+        self.batch_size = batch_size
+        self.path = exported(folder, variant, weights_sha, exports)
+        self.pooling = _pooling(folder)
+        self.normalize = "sentence_transformers.models.Normalize" in (folder / "modules.json").read_text()
+        max_tokens = json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"]
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_tokens)
+        padding = self.tokenizer.padding or {}  # the file's fixed-length padding, made longest-in-batch
+        self.tokenizer.enable_padding(pad_id=padding.get("pad_id", 0), pad_token=padding.get("pad_token", "[PAD]"))
+        self.use_threads(threads)
+
+    def use_threads(self, threads: int) -> None:
+        """Run the model on `threads` intra-op threads (0: one per core). Reloads the session (~1 s) on a change."""
+        import onnxruntime
+
+        if getattr(self, "threads", None) == threads:
+            return
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.threads = threads
+
+    def embed(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        # Longest first, as sentence-transformers batches: texts of a batch alike in length waste little on padding.
+        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i].ids))
+        vectors = np.zeros((len(texts), 0), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            ids = np.array([encodings[i].ids for i in rows], dtype=np.int64)
+            mask = np.array([encodings[i].attention_mask for i in rows], dtype=np.int64)
+            (hidden,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+            pooled = self._pool(hidden, mask)
+            if vectors.shape[1] == 0:
+                vectors = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
+            vectors[rows] = pooled
+        return vectors
+
+    def _pool(self, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            weights = mask[..., None].astype(hidden.dtype)
+            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        if self.normalize:
+            pooled = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        return pooled.astype(np.float32)
+
+
+def _pooling(folder: Path) -> str:
+    """ "mean" or "cls", as the folder's sentence-transformers pooling config says; anything else is refused."""
+    config = json.loads((folder / "1_Pooling" / "config.json").read_text())
+    modes = [k for k, on in config.items() if k.startswith("pooling_mode_") and on]
+    if modes == ["pooling_mode_mean_tokens"]:
+        return "mean"
+    if modes == ["pooling_mode_cls_token"]:
+        return "cls"
+    raise AgentError(f"the ONNX backend supports mean or CLS pooling, not {modes} ({folder / '1_Pooling'})")

@@ -1,0 +1,31 @@
+"""The embedding backends with the real search model, on the bundled corpus's chunks: ONNX fp32 gives PyTorch's
+vectors, int8 stays close, and the index knows which one made its vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent.corpus import read_paths
+from agent.embed import make_embedder
+from agent.index import chunk_paper, embedding_text
+from agent.settings import BUNDLED_CORPUS, EmbedSettings, IndexSettings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def chunks_and_torch_vectors() -> tuple[list[str], np.ndarray]:
+    papers = read_paths([BUNDLED_CORPUS]).papers[::25]  # a spread of the corpus: ~20 papers, ~30 chunks
+    texts = [embedding_text(c) for p in papers for c in chunk_paper(p, IndexSettings())]
+    return texts, make_embedder(EmbedSettings(backend="torch")).embed(texts)
+
+
+@pytest.mark.parametrize(("backend", "least"), [("onnx", 0.9999), ("onnx-int8", 0.97)])
+def test_onnx_vectors_match_pytorchs(
+    chunks_and_torch_vectors: tuple[list[str], np.ndarray], backend: str, least: float
+) -> None:
+    texts, reference = chunks_and_torch_vectors
+    vectors = make_embedder(EmbedSettings(backend=backend)).embed(texts)  # type: ignore[arg-type]
+    cosines = (vectors * reference).sum(axis=1)
+    assert cosines.min() >= least, f"{backend}: min cosine {cosines.min():.5f} to PyTorch fp32"
