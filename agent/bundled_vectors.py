@@ -6,6 +6,10 @@ text. Its header names the model, the embedder's fingerprint (weights hash, back
 settings, and carries a SHA-256 over the header, keys and vectors. A vector is taken only when all of that matches
 this ingest; anything else (no file, another model, other chunk sizes, a damaged file) is logged and the chunks are
 embedded as before. `python scripts/bundle_vectors.py` regenerates the file.
+
+`data/vectors/<answer-sentence model>.sentences.npz` is the same format for the answer sentences
+(`agent/sentence_store.py`): keyed by model and sentence, float32 (their cosines feed the decision, which must not
+move), and matched on model and fingerprint alone (a sentence's vector does not depend on how it was chunked).
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ BUNDLED_VECTORS = PROJECT_ROOT / "data" / "vectors"
 FORMAT = 1
 
 
-def vectors_path(folder: Path, model: str) -> Path:
-    return folder / f"{model}.npz"
+def vectors_path(folder: Path, model: str, kind: str = "") -> Path:
+    """The file of `model`'s vectors: chunks (kind "") or answer sentences (kind "sentences")."""
+    return folder / (f"{model}.{kind}.npz" if kind else f"{model}.npz")
 
 
 def vector_key(model: str, text: str) -> bytes:
@@ -46,13 +51,23 @@ def shipped_vectors(
     An empty result means: embed them all."""
     if folder is None or not texts:
         return {}
-    path = vectors_path(folder, embedder.name)
+    return take(vectors_path(folder, embedder.name), texts, embedder, _chunker(settings))
+
+
+def _chunker(settings: IndexSettings) -> dict[str, Any]:
+    """Header fields a chunk file must share with this ingest: its chunks are only ours if cut the same way."""
+    return {"chunk_tokens": settings.chunk_tokens, "chunk_overlap": settings.chunk_overlap}
+
+
+def take(path: Path, texts: Mapping[str, str], embedder: Embedder, fields: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The unit vectors (float32) `path` holds for those of `texts` (id -> text), if its header names this embedder
+    and `fields`; never raises."""
     if not path.is_file():
         log.info("no shipped vectors for %s at %s: embedding", embedder.name, path)
         return {}
     try:
         header, keys, vectors = load(path)
-        refusal = _mismatch(header, embedder, settings)
+        refusal = _mismatch(header, embedder, fields)
     except Exception as error:  # a damaged file of any kind means embedding, never a failed ingest
         log.warning("shipped vectors %s are unusable (%s): embedding instead", path, error)
         return {}
@@ -64,36 +79,35 @@ def shipped_vectors(
     if not found:
         return {}
     chosen = vectors[list(found.values())].astype(np.float32)
-    # float16 rounding nudges the norm off 1; the embedder's own vectors are unit length, so these are made so too.
-    chosen /= np.linalg.norm(chosen, axis=1, keepdims=True)
+    if vectors.dtype == np.float16:
+        # float16 rounding nudges the norm off 1; the embedder's own vectors are unit length, so these are made so.
+        chosen /= np.linalg.norm(chosen, axis=1, keepdims=True)
     log.info("took %d of %d vectors from %s", len(found), len(texts), path)
     return dict(zip(found, chosen))
 
 
-def _mismatch(header: dict[str, Any], embedder: Embedder, settings: IndexSettings) -> str | None:
-    """Why the file's vectors are not what this embedder would make of these chunks (None: they are)."""
+def _mismatch(header: dict[str, Any], embedder: Embedder, fields: Mapping[str, Any]) -> str | None:
+    """Why the file's vectors are not what this embedder would make of these texts (None: they are)."""
     fingerprint = embedder.fingerprint
     if fingerprint is None:
         return f"the embedder {embedder.name} has no fingerprint, so nothing made elsewhere can stand for its vectors"
-    wanted = {
-        "model": embedder.name,
-        "fingerprint": fingerprint,
-        "chunk_tokens": settings.chunk_tokens,
-        "chunk_overlap": settings.chunk_overlap,
-    }
+    wanted = {"model": embedder.name, "fingerprint": fingerprint, **fields}
     differ = [f"{k}: file {header.get(k)!r}, here {v!r}" for k, v in wanted.items() if header.get(k) != v]
     return "; ".join(differ) or None
 
 
 def load(path: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """The file's header, keys (n x 32 bytes) and float16 vectors, checked whole; raises ValueError if not sound."""
+    """The file's header, keys (n x 32 bytes) and vectors (float16, or float32 where the header says so), checked
+    whole; raises ValueError if not sound."""
     with np.load(path, allow_pickle=False) as npz:
         header = json.loads(str(npz["header"]))
         keys, vectors = npz["keys"], npz["vectors"]
     if header.get("format") != FORMAT:
         raise ValueError(f"format {header.get('format')!r}, this code reads {FORMAT}")
-    n, dim = header["count"], header["dim"]
-    if keys.dtype != np.uint8 or keys.shape != (n, 32) or vectors.dtype != np.float16 or vectors.shape != (n, dim):
+    n, dim, dtype = header["count"], header["dim"], np.dtype(header.get("dtype", "float16"))
+    if dtype not in (np.float16, np.float32):
+        raise ValueError(f"dtype {dtype}, this code reads float16 and float32")
+    if keys.dtype != np.uint8 or keys.shape != (n, 32) or vectors.dtype != dtype or vectors.shape != (n, dim):
         raise ValueError(f"arrays {keys.dtype}{keys.shape} / {vectors.dtype}{vectors.shape} do not fit the header")
     if _digest(header, keys, vectors) != header.get("sha256"):
         raise ValueError("SHA-256 of the header, keys and vectors does not match the one recorded")
@@ -110,7 +124,15 @@ def write(
     settings: IndexSettings,
     **extra: Any,
 ) -> dict[str, Any]:
-    """Write `texts`' unit vectors (as `embedder` made them) to `path`; returns the header. Replaces atomically."""
+    """Write chunk texts' unit vectors (as `embedder` made them) to `path` as float16; returns the header."""
+    text = "index.embedding_text(chunk): title, newline, chunk text"
+    return write_vectors(path, texts, vectors, embedder, {**_chunker(settings), "text": text, **extra})
+
+
+def write_vectors(
+    path: Path, texts: list[str], vectors: np.ndarray, embedder: Embedder, fields: dict[str, Any], dtype: str = "<f2"
+) -> dict[str, Any]:
+    """Write `texts`' unit vectors to `path` with `fields` in the header; returns the header. Replaces atomically."""
     fingerprint = embedder.fingerprint
     if fingerprint is None:
         raise ValueError(f"the embedder {embedder.name} has no fingerprint: its vectors could never be matched")
@@ -119,18 +141,17 @@ def write(
     by_key = {vector_key(embedder.name, t): v for t, v in zip(texts, vectors, strict=True)}
     order = sorted(by_key)  # a stable file for the same chunks, whatever order they came in
     keys = np.frombuffer(b"".join(order), dtype=np.uint8).reshape(len(order), 32)
-    packed = np.stack([by_key[k] for k in order]).astype("<f2")
+    packed = np.stack([by_key[k] for k in order]).astype(dtype)
     header: dict[str, Any] = {
         "format": FORMAT,
         "model": embedder.name,
         "fingerprint": fingerprint,
         "dim": int(packed.shape[1]),
         "count": len(order),
-        "chunk_tokens": settings.chunk_tokens,
-        "chunk_overlap": settings.chunk_overlap,
-        "text": "index.embedding_text(chunk): title, newline, chunk text",
-        **extra,
+        **fields,
     }
+    if packed.dtype != np.float16:  # a file without the field is float16, as every file was before it
+        header["dtype"] = str(packed.dtype)
     header["sha256"] = _digest(header, keys, packed)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
@@ -141,8 +162,8 @@ def write(
 
 
 def _digest(header: dict[str, Any], keys: np.ndarray, vectors: np.ndarray) -> str:
-    """SHA-256 over every header field but itself, the keys and the vectors (little-endian float16)."""
+    """SHA-256 over every header field but itself, the keys and the vectors (little-endian)."""
     digest = hashlib.sha256(json.dumps({k: v for k, v in header.items() if k != "sha256"}, sort_keys=True).encode())
     digest.update(np.ascontiguousarray(keys).tobytes())
-    digest.update(np.ascontiguousarray(vectors, dtype="<f2").tobytes())
+    digest.update(np.ascontiguousarray(vectors, dtype=vectors.dtype.newbyteorder("<")).tobytes())
     return digest.hexdigest()

