@@ -23,6 +23,12 @@ def cmd_ingest(args: argparse.Namespace, agent: PaperAgent) -> int:
         f"chunks: {stats.chunks}  embedded: {stats.embedded}{shipped}  removed: {stats.deleted}  "
         f"skipped: {len(report.skipped)}"
     )
+    if stats.sentences is not None:
+        sentences = stats.sentences
+        print(
+            f"answer sentences: {sentences.stored}  added: {sentences.shipped + sentences.embedded} "
+            f"({sentences.shipped} from shipped vectors)  removed: {sentences.deleted}"
+        )
     for problem in report.skipped:
         print(f"  skipped {problem}", file=sys.stderr)
     return 0 if report.papers or not report.skipped else 1

@@ -4,7 +4,8 @@ Two collections: `<name>` holds one record per chunk (its text, paper id, title,
 content hash), `<name>__papers` one record per paper (abstract or full text, metadata). Chunk ids are
 `{paper_id}:{position}`, so re-ingesting the same files upserts nothing new, and the content hash lets an
 unchanged chunk skip re-embedding altogether. A chunk whose vector ships with the bundled corpus
-(`agent/bundled_vectors.py`) takes it from there instead of from the model.
+(`agent/bundled_vectors.py`) takes it from there instead of from the model. The answer sentences' vectors live
+in a third collection, `<name>__sentences` (`agent/sentence_store.py`), brought in line with the chunks by ingest.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from agent.bundled_vectors import BUNDLED_VECTORS, shipped_vectors
 from agent.embed import Embedder
 from agent.errors import IndexBuiltWithOtherModel, IndexNotBuilt
+from agent.sentence_store import SentenceStats, SentenceStore
 from agent.settings import IndexSettings, Settings
 from agent.types import Chunk, Paper, Passage
 
@@ -36,6 +38,7 @@ class IngestStats:
     embedded: int = 0  # chunks that were new or changed, so were embedded and written
     shipped: int = 0  # of those, chunks whose vectors came from the shipped file instead of the model
     deleted: int = 0  # chunks of papers no longer in the files (or shorter than before), removed
+    sentences: SentenceStats | None = None  # the answer sentences' vectors, when ingest was given their model
 
 
 # --- chunking ------------------------------------------------------------------------------------
@@ -121,6 +124,11 @@ class Index:
         self.chunks = self._collection(self.settings.collection)
         self.papers = self._collection(f"{self.settings.collection}__papers")
 
+    @cached_property
+    def sentences(self) -> SentenceStore:
+        """The answer sentences' vectors, in their own collection beside the chunks."""
+        return SentenceStore(self.client, f"{self.settings.collection}__sentences")
+
     @property
     def built_with(self) -> str | None:
         """The embedding model the stored vectors come from (None: nothing stored yet)."""
@@ -181,10 +189,12 @@ class Index:
         *,
         progress: bool = True,
         on_batch: OnBatch | None = None,
+        sentence_embedder: Embedder | None = None,
     ) -> IngestStats:
         """Upsert the papers' chunks; drop chunks of these sources' papers that are gone. Idempotent.
 
-        An index embedded with another model is re-embedded first, all of it, not just these papers.
+        An index embedded with another model is re-embedded first, all of it, not just these papers. With
+        `sentence_embedder`, the answer sentences' vectors are then brought in line with every stored chunk.
         """
         if self.built_with not in (None, embedder.name):
             self.reembed(embedder, progress=progress)
@@ -200,9 +210,14 @@ class Index:
         vectors, shipped = self._embed_and_write(todo, hashes, embedder, progress, on_batch)
         changed = {c.paper_id for c in todo}
         self._write_papers([p for p in papers if p.id in changed], chunks, vectors)
-        return IngestStats(
+        stats = IngestStats(
             papers=len(papers), chunks=len(chunks), embedded=len(todo), shipped=shipped, deleted=len(stale)
         )
+        if sentence_embedder is not None:
+            stats.sentences = self.sentences.sync(
+                self.iter_chunks(), sentence_embedder, self.vectors_dir, progress=progress
+            )
+        return stats
 
     def _stored_hashes(self, ids: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}

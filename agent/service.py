@@ -55,6 +55,7 @@ class PaperAgent:
         self.search("warm-up")
         if answers:
             self.sentence_embedder.embed(["warm-up"])
+            self.index.sentences.vectors(["warm-up"], self.sentence_embedder.name)  # opens the collection
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -98,7 +99,9 @@ class PaperAgent:
     def ingest(self, paths: Sequence[Path] = (), *, progress: bool = True) -> tuple[ReadReport, IngestStats]:
         """Read the files (default: the bundled corpus) and bring the index up to date with them."""
         report = read_paths(paths or [BUNDLED_CORPUS])
-        stats = self.index.ingest(report.papers, self.embedder, progress=progress)
+        stats = self.index.ingest(
+            report.papers, self.embedder, progress=progress, sentence_embedder=self.sentence_embedder
+        )
         self._sync_lexical()
         return report, stats
 
@@ -169,7 +172,9 @@ class PaperAgent:
         timings["retrieval_ms"] = _ms(clock)
         clock = time.perf_counter()
         passages = [evidence_passage(hit) for hit in hits]
-        sources = prepare_sources(question, passages, self.sentence_embedder, settings.max_passage_tokens)
+        sources = prepare_sources(
+            question, passages, self.sentence_embedder, settings.max_passage_tokens, self.index.sentences
+        )
         timings["select_ms"] = _ms(clock)
         return hits, sources
 

@@ -1,12 +1,18 @@
 """Passages -> numbered sources: each passage's sentences scored against the question, the best of them chosen to show.
 
 The numbers are the citation keys we control ([1]..[n]); the scores (the answer-sentence model's cosines) feed the
-answerability decision (agent/decide.py), the choice of the sentence that answers, and the prompt's budget.
+answerability decision (agent/decide.py), the choice of the sentence that answers, and the prompt's budget. The
+sentences' vectors are stored at ingest (agent/sentence_store.py), so only the question, and any sentence the store
+lacks, is embedded here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
+
+import numpy as np
 
 from agent.embed import Embedder
 from agent.types import PaperHit, Passage
@@ -46,11 +52,35 @@ def join_overlapping(first: str, second: str) -> str:
     return f"{first} {second}" if first else second
 
 
-def prepare_sources(question: str, passages: list[Passage], embedder: Embedder, budget_tokens: int) -> list[Source]:
-    """Number the passages and pick, for each, the sentences closest to the question within `budget_tokens`."""
-    splits = [split_sentences(p.text) or [p.text] for p in passages]
-    vectors = embedder.embed([question] + [s for ss in splits for s in ss])
-    cosines = vectors[1:] @ vectors[0]
+class SentenceVectors(Protocol):
+    """Vectors stored for sentences: those of `sentences` that `model` embedded, by sentence (misses left out)."""
+
+    def vectors(self, sentences: Sequence[str], model: str) -> dict[str, np.ndarray]: ...
+
+
+def passage_sentences(text: str) -> list[str]:
+    """The sentences a passage is scored by (the whole text if it splits into none)."""
+    return split_sentences(text) or [text]
+
+
+def prepare_sources(
+    question: str,
+    passages: list[Passage],
+    embedder: Embedder,
+    budget_tokens: int,
+    stored: SentenceVectors | None = None,
+) -> list[Source]:
+    """Number the passages and pick, for each, the sentences closest to the question within `budget_tokens`.
+
+    Sentence vectors come from `stored` where it has them; the question and the rest are embedded, in one call."""
+    splits = [passage_sentences(p.text) for p in passages]
+    flat = [s for ss in splits for s in ss]
+    known = stored.vectors(flat, embedder.name) if stored is not None else {}
+    missing = list(dict.fromkeys(s for s in flat if s not in known))
+    vectors = embedder.embed([question, *missing])
+    table = {**known, **dict(zip(missing, vectors[1:]))}
+    matrix = np.stack([table[s] for s in flat]) if flat else vectors[:0]
+    cosines = matrix @ vectors[0]
     sources, offset = [], 0
     for number, (passage, sentences) in enumerate(zip(passages, splits), start=1):
         scores = tuple(float(x) for x in cosines[offset : offset + len(sentences)])

@@ -1,0 +1,159 @@
+"""Answer sentences' vectors stored at ingest: the same sources as embedding them, only misses embedded, in step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.corpus import read_paths
+from agent.index import Index, chunk_paper
+from agent.sentence_store import SHIPPED_KIND, evidence_sentences, sentence_key
+from agent.settings import IndexSettings, Settings
+from agent.sources import evidence_passage, prepare_sources
+from agent.types import Chunk, Paper, PaperHit, Passage
+from scripts.bundle_vectors import bundle_sentences
+from tests.conftest import HashEmbedder
+
+LONG = " ".join(f"Sentence {i} is about sparse attention kernels and how fast they run." for i in range(40))
+PAPERS = {"Alpha": "About alpha particles. They are helium nuclei.", "Beta": LONG, "Gamma": "Gamma rays. From stars."}
+
+
+class Recording(HashEmbedder):
+    """The hash embedder, recording every text it is asked to embed."""
+
+    fingerprint = "hash/test; v1"
+
+    def __init__(self, name: str = "hash-embedder") -> None:
+        self.name = name
+        self.embedded: list[str] = []
+
+    def embed(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
+        self.embedded.extend(texts)
+        return super().embed(texts)
+
+
+def _papers(tmp_path: Path, papers: dict[str, str]) -> list[Paper]:
+    path = tmp_path / "papers.jsonl"
+    path.write_text("".join(json.dumps({"title": t, "abstract": a}) + "\n" for t, a in papers.items()))
+    return read_paths([path]).papers
+
+
+def _chunk(paper_id: str, position: int, text: str) -> Chunk:
+    return Chunk(f"{paper_id}:{position}", paper_id, "T", position, text, None, "s")
+
+
+def test_a_sentence_cut_by_a_chunk_boundary_is_stored_whole_as_the_merged_passage_reads_it() -> None:
+    # Two chunks that overlap by "attention is", as the chunker's overlap makes them.
+    first, second = "We study kernels. Sparse attention is", "attention is fast on GPUs. It scales."
+    found = evidence_sentences([_chunk("p1", 1, second), _chunk("p1", 0, first), _chunk("p2", 0, "One line")])
+    assert set(found) == {
+        "We study kernels.",
+        "Sparse attention is",  # the first chunk read alone
+        "attention is fast on GPUs.",  # the second read alone
+        "It scales.",
+        "Sparse attention is fast on GPUs.",  # the two merged, overlap removed
+        "One line",
+    }
+
+
+def _evidence(index: Index) -> list[Passage]:
+    """Each stored paper's evidence passage, as the decision would read it."""
+    by_paper: dict[str, list[Passage]] = {}
+    for passage in index.iter_chunks():
+        by_paper.setdefault(passage.paper_id, []).append(passage)
+    hits = [PaperHit(pid, ps[0].title, 1.0, tuple(ps)) for pid, ps in sorted(by_paper.items())]
+    return [evidence_passage(hit) for hit in hits]
+
+
+@pytest.fixture
+def ingested(tmp_settings: Settings, tmp_path: Path) -> tuple[Index, Recording]:
+    index, embedder = Index(tmp_settings, vectors_dir=None), Recording()
+    stats = index.ingest(_papers(tmp_path, PAPERS), HashEmbedder(), progress=False, sentence_embedder=embedder)
+    assert stats.sentences is not None and stats.sentences.embedded == stats.sentences.stored > 0
+    return index, embedder
+
+
+def test_stored_vectors_give_the_same_sources_and_only_the_question_is_embedded(
+    ingested: tuple[Index, Recording],
+) -> None:
+    index, embedder = ingested
+    question = "How fast are sparse attention kernels?"
+    passages = _evidence(index)
+    embedded = prepare_sources(question, passages, Recording(), 100)
+    embedder.embedded.clear()
+    stored = prepare_sources(question, passages, embedder, 100, index.sentences)
+    assert embedder.embedded == [question]
+    assert [(s.number, s.sentences, s.shown) for s in stored] == [(s.number, s.sentences, s.shown) for s in embedded]
+    for a, b in zip(stored, embedded):
+        assert np.allclose(a.sentence_scores, b.sentence_scores, rtol=0, atol=1e-6)
+
+
+def test_a_sentence_the_store_lacks_is_embedded_with_the_question(ingested: tuple[Index, Recording]) -> None:
+    index, embedder = ingested
+    embedder.embedded.clear()
+    new = Passage("p0:0", "p0", "New", "About alpha particles. A sentence never ingested.", 1.0)
+    sources = prepare_sources("alpha?", [new], embedder, 100, index.sentences)
+    assert embedder.embedded == ["alpha?", "A sentence never ingested."]
+    assert sources[0].sentence_scores == prepare_sources("alpha?", [new], Recording(), 100)[0].sentence_scores
+
+
+def test_another_models_vectors_are_never_taken(ingested: tuple[Index, Recording]) -> None:
+    index, _ = ingested
+    assert index.sentences.vectors(["About alpha particles."], "hash-embedder")
+    assert index.sentences.vectors(["About alpha particles."], "other-model") == {}
+
+
+def test_re_ingest_adds_nothing_and_a_removed_papers_sentences_go(
+    ingested: tuple[Index, Recording], tmp_path: Path
+) -> None:
+    index, embedder = ingested
+    papers = _papers(tmp_path, PAPERS)
+    again = index.ingest(papers, HashEmbedder(), progress=False, sentence_embedder=embedder)
+    assert again.sentences is not None and (again.sentences.embedded, again.sentences.deleted) == (0, 0)
+    fewer = index.ingest(
+        _papers(tmp_path, {k: v for k, v in PAPERS.items() if k != "Gamma"}),
+        HashEmbedder(),
+        progress=False,
+        sentence_embedder=embedder,
+    )
+    assert fewer.sentences is not None and (fewer.sentences.embedded, fewer.sentences.deleted) == (0, 2)
+    assert index.sentences.vectors(["Gamma rays.", "From stars."], "hash-embedder") == {}
+    assert index.sentences.count() == fewer.sentences.stored
+
+
+def test_a_change_of_sentence_model_replaces_the_store(ingested: tuple[Index, Recording], tmp_path: Path) -> None:
+    index, _ = ingested
+    other = Recording("other-model")
+    stats = index.ingest(_papers(tmp_path, PAPERS), HashEmbedder(), progress=False, sentence_embedder=other)
+    assert stats.sentences is not None and stats.sentences.embedded == stats.sentences.stored
+    assert stats.sentences.deleted == 0  # the old model's records went with its collection
+    assert index.sentences.vectors(["About alpha particles."], "hash-embedder") == {}
+    assert index.sentences.vectors(["About alpha particles."], "other-model")
+    assert index.sentences.count() == stats.sentences.stored
+
+
+def test_shipped_sentence_vectors_are_taken_exactly_and_the_model_is_not_called(
+    tmp_settings: Settings, tmp_path: Path
+) -> None:
+    papers = _papers(tmp_path, PAPERS)
+    folder = tmp_path / "vectors"
+    path, header = bundle_sentences(papers, Recording(), IndexSettings(), folder)
+    assert path.name == f"hash-embedder.{SHIPPED_KIND}.npz" and header["dtype"] == "float32"
+    embedder = Recording()
+    stats = Index(tmp_settings, vectors_dir=folder).ingest(
+        papers, HashEmbedder(), progress=False, sentence_embedder=embedder
+    )
+    assert stats.sentences is not None and stats.sentences.shipped == stats.sentences.stored > 0
+    assert embedder.embedded == []
+    sentences = evidence_sentences(c for p in papers for c in chunk_paper(p, IndexSettings()))
+    stored = Index(tmp_settings).sentences.vectors(sentences, "hash-embedder")
+    assert len(stored) == len(sentences)
+    assert all(np.array_equal(stored[s], v) for s, v in zip(sentences, Recording().embed(sentences)))
+
+
+def test_keys_name_the_model_and_the_exact_sentence() -> None:
+    assert sentence_key("m", "A b.") != sentence_key("n", "A b.") != sentence_key("m", "A b")
+    assert len(sentence_key("m", "A b.")) == 64
