@@ -1,10 +1,12 @@
-"""The bundled corpus's shipped vectors with the real model: every chunk takes one, and they search like its own.
+"""The bundled corpus's shipped vectors with the real models: every chunk and answer sentence takes one, and they
+search and score like the models' own.
 
 Cheap on purpose: the whole corpus is ingested from the file, and only a slice of it is embedded to compare.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from agent.bundled_vectors import BUNDLED_VECTORS
 from agent.corpus import read_paths
 from agent.embed import Embedder
 from agent.index import Index, IngestStats
+from agent.sentence_store import evidence_sentences
 from agent.service import PaperAgent
 from agent.settings import BUNDLED_CORPUS, RetrieveSettings, Settings
 from agent.types import Paper
@@ -93,3 +96,44 @@ def test_search_over_shipped_vectors_equals_search_over_embedded_ones(
         for rank, (a, b) in enumerate(zip(from_file, by_model, strict=True)):
             assert a.paper_id == b.paper_id or abs(a.score - b.score) < 1e-3, f"{query!r}, rank {rank + 1}"
         assert np.allclose([h.score for h in from_file], [h.score for h in by_model], atol=1e-3), query
+
+
+def test_every_answer_sentence_takes_its_shipped_vector_which_is_the_models_own(
+    model: Embedder, paper_agent: PaperAgent, tmp_path: Path
+) -> None:
+    sentences = CountingEmbedder(paper_agent.sentence_embedder)
+    agent = PaperAgent(Settings(data_dir=tmp_path / "index"), embedder=model)
+    agent.__dict__["sentence_embedder"] = sentences
+    _, stats = agent.ingest(progress=False)
+    assert stats.sentences is not None and sentences.texts == 0
+    assert stats.sentences.shipped == stats.sentences.stored == 4268
+    # float32 as the model made them: a slice embedded now matches to rounding (the decision reads their cosines).
+    sample = evidence_sentences(agent.index.iter_chunks())[::97]
+    stored = agent.index.sentences.vectors(sample, sentences.name)
+    fresh = paper_agent.sentence_embedder.embed(sample)
+    assert np.abs(np.stack([stored[s] for s in sample]) - fresh).max() < 1e-6
+
+
+class NoStoredSentences:
+    def vectors(self, sentences: list[str], model: str) -> dict[str, np.ndarray]:
+        return {}
+
+
+def test_stored_sentence_vectors_give_the_same_sources_and_decision(paper_agent: PaperAgent) -> None:
+    questions = [*QUERIES, "Which paper compares BLIP-2 with Flamingo on zero-shot VQAv2?"]
+    with_store = [(paper_agent.evidence(q)[1], paper_agent.decide(q)) for q in questions]
+    without = paper_agent.with_settings(paper_agent.settings)
+    without.__dict__["index"] = copy.copy(paper_agent.index)
+    without.index.__dict__["sentences"] = NoStoredSentences()
+    for question, (sources, decision) in zip(questions, with_store, strict=True):
+        plain_sources, plain = without.evidence(question)[1], without.decide(question)
+        assert [(s.passage.paper_id, s.sentences, s.shown) for s in sources] == [
+            (s.passage.paper_id, s.sentences, s.shown) for s in plain_sources
+        ], question
+        for a, b in zip(sources, plain_sources, strict=True):
+            assert np.allclose(a.sentence_scores, b.sentence_scores, rtol=0, atol=1e-6), question
+        assert (decision.answerable, [c.hit.paper_id for c in decision.chosen]) == (
+            plain.answerable,
+            [c.hit.paper_id for c in plain.chosen],
+        ), question
+        assert abs(decision.score - plain.score) < 1e-6, question
