@@ -150,6 +150,9 @@ def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
     elif (built_with := agent.index.built_with) != agent.embedder.name:
         print(f"the index was embedded with {built_with}: re-embedding it with {agent.embedder.name}", flush=True)
         agent.index.reembed(agent.embedder)
+    sentences = agent.sync_sentences()
+    if sentences.shipped or sentences.embedded or sentences.deleted:
+        print(f"answer sentences' vectors brought in line with the index: {sentences}", flush=True)
     _ready_model_server(settings)
     use_threads(searcher, settings.serve.embed_threads)
     agent.warm_up()  # loads the models and any lexical index now, not during the first request

@@ -11,6 +11,7 @@ import pytest
 from agent.corpus import read_paths
 from agent.index import Index, chunk_paper
 from agent.sentence_store import SHIPPED_KIND, evidence_sentences, sentence_key
+from agent.service import PaperAgent
 from agent.settings import IndexSettings, Settings
 from agent.sources import evidence_passage, prepare_sources
 from agent.types import Chunk, Paper, PaperHit, Passage
@@ -157,3 +158,11 @@ def test_shipped_sentence_vectors_are_taken_exactly_and_the_model_is_not_called(
 def test_keys_name_the_model_and_the_exact_sentence() -> None:
     assert sentence_key("m", "A b.") != sentence_key("n", "A b.") != sentence_key("m", "A b")
     assert len(sentence_key("m", "A b.")) == 64
+
+
+def test_an_index_built_before_the_store_gets_it_when_the_agent_syncs(tmp_settings: Settings, tmp_path: Path) -> None:
+    Index(tmp_settings, vectors_dir=None).ingest(_papers(tmp_path, PAPERS), HashEmbedder(), progress=False)
+    agent = PaperAgent(tmp_settings, embedder=HashEmbedder())
+    agent.__dict__["sentence_embedder"] = Recording()
+    first, again = agent.sync_sentences(progress=False), agent.sync_sentences(progress=False)
+    assert first.embedded == first.stored > 0 and (again.embedded, again.deleted) == (0, 0)
