@@ -127,13 +127,13 @@ class SentenceStore:
         if vectors_dir is not None and todo:
             shipped = take(vectors_path(vectors_dir, embedder.name, SHIPPED_KIND), todo, embedder, {})
         for batch in _batches(list(shipped), _PAGE):
-            _write(collection, batch, todo, np.stack([shipped[k] for k in batch]))
+            _write(collection, batch, np.stack([shipped[k] for k in batch]))
         rest = sorted((k for k in todo if k not in shipped), key=lambda k: len(todo[k]), reverse=True)
         with tqdm(
             total=len(rest), desc="embedding sentences", unit="sentence", disable=not progress or not rest
         ) as bar:
             for batch in _batches(rest, _EMBED_BATCH):
-                _write(collection, batch, todo, embedder.embed(_texts(todo, batch)))
+                _write(collection, batch, embedder.embed(_texts(todo, batch)))
                 bar.update(len(batch))
         return SentenceStats(stored=len(wanted), embedded=len(rest), shipped=len(shipped), deleted=len(stale))
 
@@ -150,8 +150,9 @@ class SentenceStore:
                 return ids
 
 
-def _write(collection: Any, keys: list[str], texts: dict[str, str], vectors: np.ndarray) -> None:
-    collection.upsert(ids=keys, embeddings=vectors, documents=_texts(texts, keys))
+def _write(collection: Any, keys: list[str], vectors: np.ndarray) -> None:
+    # No documents: nothing reads them back, and Chroma's full-text index of them cost ~20% of the first ingest's sync.
+    collection.upsert(ids=keys, embeddings=vectors)
 
 
 def _texts(texts: dict[str, str], keys: list[str]) -> list[str]:
