@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -26,6 +27,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
+from http_load import get_load, target  # bench/ is on the path: this file runs as a script
 
 import agent  # noqa: F401  (offline environment first)
 from agent.llm_server import LocalServer, free_port
@@ -33,16 +35,24 @@ from agent.service import PaperAgent
 from agent.settings import PROJECT_ROOT, Settings
 from eval.metrics import percentile
 
-QUESTIONS = PROJECT_ROOT / "eval" / "datasets" / "public.jsonl"
+DATASETS = PROJECT_ROOT / "eval" / "datasets"
 
 
-def questions() -> list[str]:
-    return [json.loads(line)["question"] for line in QUESTIONS.read_text().splitlines() if line.strip()]
+def questions(name: str = "public") -> list[str]:
+    lines = (DATASETS / f"{name}.jsonl").read_text().splitlines()
+    return [json.loads(line)["question"] for line in lines if line.strip()]
 
 
-def start_app(model_url: str, log: Path) -> tuple[str, subprocess.Popen[bytes]]:
+def distinct_queries(count: int) -> list[str]:
+    """`count` queries none of which repeats: the public and development questions, then again with a number, so
+    a cache of repeated queries never answers one (what a stream of new questions costs)."""
+    base = list(dict.fromkeys(questions("public") + questions("dev")))
+    return [q if n < len(base) else f"{q} ({n // len(base)})" for n, q in zip(range(count), itertools.cycle(base))]
+
+
+def start_app(model_url: str, log: Path, env: dict[str, str]) -> tuple[str, subprocess.Popen[bytes]]:
     port = free_port()
-    env = os.environ | {"PAPER_AGENT_LLM__BASE_URL": model_url}
+    env = os.environ | env | {"PAPER_AGENT_LLM__BASE_URL": model_url}
     command = [sys.executable, "-m", "agent.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -58,6 +68,14 @@ def start_app(model_url: str, log: Path) -> tuple[str, subprocess.Popen[bytes]]:
         time.sleep(0.5)  # also after a non-200 answer (model server not up yet), not just a refused connection
     process.terminate()
     sys.exit(f"the app did not start: see {log}")
+
+
+def cache_counts(url: str) -> tuple[float, float]:
+    """(hits, misses) of the app's query cache so far, from /metrics; (0, 0) if it reports none."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    found = dict(line.split(" ", 1) for line in text.splitlines() if line.startswith("paper_agent_query_cache_"))
+    hits, misses = (float(found.get(f"paper_agent_query_cache_{name}_total", 0)) for name in ("hits", "misses"))
+    return hits, misses
 
 
 def cpu_seconds(pid: int) -> float:
@@ -77,8 +95,10 @@ def in_process_search_rate(settings: Settings, queries: list[str], seconds: floa
     return done / (time.perf_counter() - started)
 
 
-async def search_load(url: str, queries: list[str], clients: int, seconds: float) -> tuple[float, list[float], Counter]:
-    """(requests/s, latencies, status counts) of `clients` workers each sending /search back to back."""
+async def httpx_load(
+    url: str, targets: list[str], clients: int, seconds: float
+) -> tuple[float, list[float], Counter, float]:
+    """`http_load.get_load` with an httpx client instead of raw streams (to measure what the client costs)."""
     latencies: list[float] = []
     statuses: Counter = Counter()
     deadline = time.perf_counter() + seconds
@@ -88,7 +108,7 @@ async def search_load(url: str, queries: list[str], clients: int, seconds: float
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             try:
-                got = await client.get("/search", params={"q": queries[i % len(queries)], "k": 5})
+                got = await client.get(targets[i % len(targets)])
                 statuses[got.status_code] += 1
             except httpx.HTTPError as error:
                 statuses[type(error).__name__] += 1
@@ -97,10 +117,10 @@ async def search_load(url: str, queries: list[str], clients: int, seconds: float
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-        started = time.perf_counter()
+        cpu, started = time.process_time(), time.perf_counter()
         await asyncio.gather(*(worker(client, n) for n in range(clients)))
         elapsed = time.perf_counter() - started
-    return len(latencies) / elapsed, latencies, statuses
+    return len(latencies) / elapsed, latencies, statuses, time.process_time() - cpu
 
 
 async def ask_load(url: str, queries: list[str], clients: int) -> tuple[list[float], list[float], Counter]:
@@ -139,7 +159,15 @@ def main() -> None:
     parser.add_argument("--url", help="an app that already runs (default: start one)")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of the /search load")
     parser.add_argument("--search-clients", type=int, default=16)
-    parser.add_argument("--ask-clients", type=int, default=8)
+    parser.add_argument("--ask-clients", type=int, default=8, help="0: no /ask load")
+    parser.add_argument("--client", choices=["raw", "httpx"], default="raw", help="the /search load generator")
+    parser.add_argument(
+        "--queries",
+        choices=["public", "distinct"],
+        default="public",
+        help="public: the 60 public questions round robin (repeats); distinct: no query is sent twice",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="start the app with its query cache off")
     args = parser.parse_args()
 
     settings = Settings()
@@ -151,25 +179,44 @@ def main() -> None:
             if model_url is None:
                 server = stack.enter_context(LocalServer(settings, log_path=settings.data_dir / "bench-llm.log"))
                 model_url = server.url
-            url, process = start_app(model_url, settings.data_dir / "bench-app.log")
+            env = {"PAPER_AGENT_SERVE__QUERY_CACHE": "0"} if args.no_cache else {}
+            url, process = start_app(model_url, settings.data_dir / "bench-app.log", env)
             stack.callback(process.wait, 30)
             stack.callback(process.terminate)
 
         raw = in_process_search_rate(settings, queries, min(args.seconds, 10.0))
+        sent = queries if args.queries == "public" else distinct_queries(int(args.seconds * 1000))
+        targets = [target("/search", {"q": q, "k": 5}) for q in sent]
+        load = get_load if args.client == "raw" else httpx_load
         cpu_before = cpu_seconds(process.pid) if process is not None else 0.0
-        rate, latencies, statuses = asyncio.run(search_load(url, queries, args.search_clients, args.seconds))
+        hits_before, misses_before = cache_counts(url)
+        rate, latencies, statuses, own_cpu = asyncio.run(load(url, targets, args.search_clients, args.seconds))
         served = sum(statuses.values())
+        hits, misses = (after - before for after, before in zip(cache_counts(url), (hits_before, misses_before)))
         cpu_ms = (cpu_seconds(process.pid) - cpu_before) * 1000 / served if process is not None and served else None
         errors = sum(n for status, n in statuses.items() if status != 200)
         p95 = percentile(latencies, 95) if latencies else 0.0
-        print(f"/search, {args.search_clients} concurrent clients, {args.seconds:.0f} s, {os.cpu_count()} cores")
+        cores = os.cpu_count() or 1
+        print(
+            f"/search, {args.search_clients} concurrent clients, {args.seconds:.0f} s, {cores} cores, "
+            f"{args.queries} queries, {args.client} client"
+        )
         print(f"  in-process PaperAgent.search (1 thread) : {raw:7.1f} searches/s")
         print(f"  HTTP /search                            : {rate:7.1f} requests/s  ({rate / raw:.2f}x in-process)")
         print(f"  latency median {median_ms(latencies)}, p95 {p95 * 1000:7.1f} ms; errors: {errors} {dict(statuses)}")
+        repeated = hits / max(hits + misses, 1)
+        print(f"  query cache: {hits:.0f} hits, {misses:.0f} misses ({repeated:.0%} of queries served from it)")
+        share = own_cpu / (args.seconds * cores)
+        print(
+            f"  load generator CPU: {own_cpu:.2f} s, {own_cpu * 1000 / max(served, 1):.2f} ms a request, "
+            f"{share:.0%} of {cores} cores"
+        )
         if cpu_ms is not None:  # what the rate would be with 2 cores to itself, whatever else shares them now
             print(f"  app CPU per request: {cpu_ms:5.1f} ms  (2 dedicated cores: ~{2000 / cpu_ms:.0f} requests/s)")
             print(f"  load average during the run: {os.getloadavg()[0]:.1f} (other processes share these cores)")
 
+        if args.ask_clients == 0:
+            return
         alone, alone_ttft, alone_outcome = asyncio.run(ask_load(url, queries, 1))
         loaded, ttfts, outcomes = asyncio.run(ask_load(url, queries, args.ask_clients))
         print(f"/ask, {args.ask_clients} concurrent clients (one question each)")
