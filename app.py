@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from agent.errors import AgentError, Overloaded, PaperNotFound
 from agent.llm import health as model_health
 from agent.openai_api import openai_router
+from agent.query_embed import QueryCache
 from agent.service import PaperAgent
 from agent.serving import (
     GenerationGate,
@@ -166,11 +167,14 @@ def health_route(paper_agent: PaperAgent) -> Callable[[], dict[str, Any]]:
     return health
 
 
-def create_app(paper_agent: PaperAgent | None = None) -> FastAPI:
-    """The whole web app around one `PaperAgent` (built from the environment's settings if not given)."""
+def create_app(paper_agent: PaperAgent | None = None, query_cache: QueryCache | None = None) -> FastAPI:
+    """The whole web app around one `PaperAgent` (built from the environment's settings if not given);
+    `/metrics` reports `query_cache`'s hits, if given (the agent's embedder is the one that fills it)."""
     paper_agent = paper_agent or PaperAgent()
     serve = paper_agent.settings.serve
     metrics = Metrics()
+    if query_cache is not None:
+        metrics.watch(query_cache)
     gate = metrics.gate(serve.max_queue, serve.retry_after_s)
 
     app = FastAPI(
@@ -210,8 +214,10 @@ class _AnnouncingServer(uvicorn.Server):
             print(f"\nPaper Agent is ready: {url}/  (API docs {url}/docs, OpenAI-compatible {url}/v1)\n", flush=True)
 
 
-def run(paper_agent: PaperAgent, host: str, port: int) -> None:
+def run(paper_agent: PaperAgent, host: str, port: int, query_cache: QueryCache | None = None) -> None:
     """Serve the app until Ctrl-C. One process: the embedding model and the generation gate are per process."""
     # No access log: /metrics counts every request, and logging each one costs more than serving a search.
-    config = uvicorn.Config(create_app(paper_agent), host=host, port=port, access_log=False, log_level="info")
+    config = uvicorn.Config(
+        create_app(paper_agent, query_cache), host=host, port=port, access_log=False, log_level="info"
+    )
     _AnnouncingServer(config).run()

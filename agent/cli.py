@@ -135,15 +135,16 @@ def cmd_eval_diff(args: argparse.Namespace, agent: PaperAgent) -> int:
 def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
     """Set up whatever is missing (index, model server), then serve the web app until Ctrl-C."""
     from agent.embed import use_threads
-    from agent.serving import BatchingEmbedder
+    from agent.query_embed import BatchingEmbedder, CachingEmbedder, QueryCache
     from agent.settings import PROJECT_ROOT
 
     settings = agent.settings
     # Searches embed one short query each: batched on one thread (set below, after any ingest), they leave the
     # other cores to HTTP and Chroma, and no OpenMP team spins at barriers against the model server for the same
-    # cores. Ingest's multi-text calls pass straight through.
+    # cores. A repeated query skips the queue altogether. Ingest's multi-text calls pass straight through.
     searcher = agent.embedder
-    agent = PaperAgent(settings, embedder=BatchingEmbedder(searcher))
+    cache = QueryCache(settings.serve.query_cache)
+    agent = PaperAgent(settings, embedder=CachingEmbedder(BatchingEmbedder(searcher), cache))
     if agent.index.stats()["chunks"] == 0:
         print(f"the index at {settings.data_dir} is empty: ingesting the bundled corpus", flush=True)
         cmd_ingest(argparse.Namespace(paths=[], quiet=False), agent)
@@ -159,7 +160,7 @@ def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
     sys.path.insert(0, str(PROJECT_ROOT))  # app.py sits at the top of the checkout (what uvicorn's --app-dir does)
     import app
 
-    app.run(agent, args.host or settings.serve.host, args.port or settings.serve.port)
+    app.run(agent, args.host or settings.serve.host, args.port or settings.serve.port, cache)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""What the web front ends share: the generation gate, metrics, batched query embedding, streaming, history.
+"""What the web front ends share: the generation gate, metrics, streaming, history.
 
 `app.py`, the OpenAI-compatible routes and the Gradio UI all generate through one `GenerationGate`, so the
 bound on concurrent questions holds whichever door a question comes through.
@@ -6,7 +6,6 @@ bound on concurrent questions holds whichever door a question comes through.
 
 from __future__ import annotations
 
-import queue
 import re
 import threading
 import time
@@ -14,15 +13,16 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
-import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent.embed import Embedder
 from agent.errors import AgentError, IndexNotBuilt, ModelServerUnavailable, Overloaded, PaperNotFound
+from agent.query_embed import QueryCache
 from agent.types import Answer, Delta, Final, Sources, StreamEvent
 
 STATUS_OF: dict[type[AgentError], int] = {
@@ -92,66 +92,6 @@ class GenerationGate:
             return function(*args)
 
 
-class _EmbedJob:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.vector: np.ndarray | None = None
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-
-
-class BatchingEmbedder:
-    """An `Embedder` that embeds concurrent one-text calls (searches) together, in one model call.
-
-    Each search embeds one query, from its own worker thread. On a CPU the model takes about as long for 16
-    short texts as for 3, and 16 threads each running it at once fight over the cores; so one thread takes every
-    query waiting and embeds them as a batch. Multi-text calls (ingest) are batches already and pass through.
-    """
-
-    def __init__(self, inner: Embedder, max_batch: int = 64) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.fingerprint = inner.fingerprint  # so ingest under `serve` takes the shipped vectors too
-        self.max_batch = max_batch
-        self._jobs: queue.SimpleQueue[_EmbedJob] = queue.SimpleQueue()
-        self._worker: threading.Thread | None = None
-        self._start = threading.Lock()
-
-    def embed(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
-        if len(texts) != 1:
-            return self.inner.embed(texts, show_progress=show_progress)
-        with self._start:
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._run, name="batching-embedder", daemon=True)
-                self._worker.start()
-        job = _EmbedJob(texts[0])
-        self._jobs.put(job)
-        job.done.wait()
-        if job.error is not None:
-            raise job.error
-        assert job.vector is not None  # set whenever error is not
-        return job.vector.reshape(1, -1)
-
-    def _run(self) -> None:
-        while True:
-            batch = [self._jobs.get()]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._jobs.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                vectors = self.inner.embed([job.text for job in batch])
-            except Exception as error:  # every waiting search gets the error; the worker lives on
-                for job in batch:
-                    job.error = error
-                    job.done.set()
-                continue
-            for job, vector in zip(batch, vectors):
-                job.vector = vector
-                job.done.set()
-
-
 class Metrics:
     """The app's Prometheus series, in a registry of its own (so several apps in one test process never clash)."""
 
@@ -192,9 +132,23 @@ class Metrics:
         self.in_flight.set_function(lambda: gate.in_flight)
         return gate
 
+    def watch(self, cache: QueryCache) -> None:
+        """Report the query cache's hits and misses (read when scraped: the cache counts them itself)."""
+        self.registry.register(_CacheCollector(cache))
+
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _CacheCollector(Collector):
+    def __init__(self, cache: QueryCache) -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        for outcome in ("hits", "misses"):
+            text = f"Search queries whose vector {'came from' if outcome == 'hits' else 'was not in'} the cache."
+            yield CounterMetricFamily(f"paper_agent_query_cache_{outcome}", text, value=getattr(self.cache, outcome))
 
 
 class MetricsMiddleware:

@@ -165,6 +165,11 @@ class ServeSettings(Section):
     embed_threads: int = Field(
         1, ge=1, le=256, description="Torch threads for query embedding while serving (the rest serve HTTP)."
     )
+    query_cache: int = Field(
+        1024,
+        ge=0,
+        description="Search queries whose vectors the app keeps, so a repeated query is not embedded again; 0 = none.",
+    )
 
 
 class EvalSettings(Section):

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agent.llm import Messages, OpenAIChatModel
+from agent.query_embed import CachingEmbedder, QueryCache
 from agent.service import PaperAgent
 from agent.settings import LLMSettings, ServeSettings, Settings
 from agent.types import Answer, Citation, Delta, Final, Paper, Sources, StreamEvent
@@ -291,6 +292,17 @@ def test_metrics_count_requests_by_route_and_time_first_tokens(client: TestClien
     assert 'route="/papers/{paper_id}",status="404"' in text
     assert 'paper_agent_time_to_first_token_seconds_count{endpoint="/ask/stream"} 1.0' in text
     assert "paper_agent_generations_in_flight 0.0" in text
+
+
+def test_metrics_report_the_query_cache_when_the_app_is_given_one(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path)
+    cache = QueryCache(16)
+    agent.__dict__["embedder"] = CachingEmbedder(agent.embedder, cache)  # as `paper-agent serve` wraps it
+    with TestClient(create_app(agent, cache)) as client:
+        first = client.get("/search", params={"q": "PROP"}).json()
+        assert client.get("/search", params={"q": "PROP"}).json() == first, "a cached query ranks the same"
+        text = client.get("/metrics").text
+    assert "paper_agent_query_cache_hits_total 1.0" in text and "paper_agent_query_cache_misses_total 1.0" in text
 
 
 def test_openapi_docs_are_served(client: TestClient) -> None:

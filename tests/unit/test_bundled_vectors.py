@@ -13,7 +13,7 @@ from agent.bundled_vectors import BUNDLED_VECTORS, FORMAT, load, shipped_vectors
 from agent.corpus import read_paths
 from agent.embed import embedder_name, fingerprint
 from agent.index import Index, IngestStats
-from agent.serving import BatchingEmbedder
+from agent.query_embed import BatchingEmbedder
 from agent.settings import BUNDLED_CORPUS, EmbedSettings, IndexSettings, Settings
 from agent.types import Paper
 from scripts.bundle_vectors import bundle, chunk_texts
