@@ -63,6 +63,7 @@ class LexicalIndex:
     def __init__(self, bm25: object | None, passages: list[Passage], fingerprint: str) -> None:
         self.bm25 = bm25  # a bm25s.BM25, or None for an empty collection (bm25s cannot index nothing)
         self.passages = passages
+        self.by_id = {p.chunk_id: p for p in passages}  # Chroma's chunks as of the fingerprint: see Index.query
         self.fingerprint = fingerprint
         self.analyze = _Analyzer()
 

@@ -13,7 +13,7 @@ measured the same and better, 90+ measured worse at the top (hit@1 0.88 -> 0.86)
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -85,9 +85,9 @@ class Retriever:
             hits = self.reranker.rerank(question, hits)
         return hits[:top_k]
 
-    def _dense(self, question: str, n: int) -> list[Passage]:
+    def _dense(self, question: str, n: int, known: Mapping[str, Passage] | None = None) -> list[Passage]:
         vector = self.embedder.embed([question])[0]
-        return self.index.query(vector, n, self.embedder.name)
+        return self.index.query(vector, n, self.embedder.name, known)
 
     def _lexical_passages(self, question: str, n: int) -> list[Passage]:
         if len(self.lexical) == 0:
@@ -95,7 +95,8 @@ class Retriever:
         return self.lexical.query(question, n)
 
     def _fused(self, question: str, n: int) -> list[PaperHit]:
-        dense = self._dense(question, n)  # raises IndexNotBuilt on an empty collection
+        # The chunks' texts come from the BM25 index's copy of Chroma's chunks, not Chroma's SQLite again.
+        dense = self._dense(question, n, self.lexical.by_id)  # raises IndexNotBuilt on an empty collection
         lexical = self.lexical.query(question, n)
         weight = self.settings.dense_weight
         hits = fuse([(dense, weight), (lexical, 1.0 - weight)], self.settings.fusion, self.settings.rrf_k)

@@ -91,6 +91,17 @@ def test_dense_search_ranks_papers(tmp_settings: Settings, tmp_path: Path) -> No
     assert hits[0].score > hits[1].score and hits[0].passages[0].paper_id == hits[0].paper_id
 
 
+def test_a_query_takes_known_chunks_from_the_copy_and_reads_the_others(tmp_settings: Settings, tmp_path: Path) -> None:
+    index = Index(tmp_settings)
+    papers = {"Alpha": "alpha particles decay", "Beta": "beta blockers heart", "Gamma": "gamma rays burst"}
+    _ingest(index, _write(tmp_path / "a.jsonl", papers))
+    vector = HashEmbedder().embed(["alpha particles"])[0]
+    read = index.query(vector, 3, HashEmbedder.name)
+    copy = {p.chunk_id: p for p in index.iter_chunks() if p.title != "Beta"}  # as if Beta came after the copy
+    assert index.query(vector, 3, HashEmbedder.name, known=copy) == read, "same chunks, texts and scores"
+    assert read[0].title == "Alpha" and read[0].score > 0 and len(read) == 3
+
+
 def test_paper_record_round_trip(tmp_settings: Settings, tmp_path: Path) -> None:
     index = Index(tmp_settings)
     path = tmp_path / "a.jsonl"
