@@ -1,6 +1,7 @@
 """The web app under load: `/search` requests per second at 16 concurrent clients, `/ask` at 8.
 
     .venv/bin/python bench/bench_app.py [--url URL] [--seconds 15] [--search-clients 16] [--ask-clients 8]
+        [--queries public|distinct] [--no-cache] [--client raw|httpx]
 
 Without `--url` it starts the real `paper-agent serve` (uvicorn, one process) on a free port over the index in
 `data_dir`, and a local llama.cpp server for it unless `llm.base_url` is set; both are stopped after.
@@ -9,6 +10,11 @@ Baselines, measured in the same run: for `/search`, the same queries through `Pa
 process, one at a time (the ratio is what HTTP, JSON and concurrency add or win); for `/ask`, one question alone
 (the ratio is what queueing behind 7 others costs). Overload is not an error: past `serve.max_queue`, `/ask`
 answers 503 with Retry-After, and the bench counts those apart.
+
+The app's query cache serves repeated queries, and the public set's 60 questions repeat every 60 requests: the
+bench reports how many came from the cache. For what new questions cost, `--no-cache` starts the app without it
+and `--queries distinct` never sends a query twice. The load generator runs on the same cores as the app: its own
+CPU is reported, and the default raw-stream client (`http_load.py`) costs a tenth of httpx's.
 """
 
 from __future__ import annotations
