@@ -139,12 +139,13 @@ def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
     from agent.settings import PROJECT_ROOT
 
     settings = agent.settings
-    # Searches embed one short query each: batched on one thread (set below, after any ingest), they leave the
-    # other cores to HTTP and Chroma, and no OpenMP team spins at barriers against the model server for the same
+    # Searches embed one short query each: batched, each batch on one thread (set below, after any ingest), they
+    # leave cores to HTTP and Chroma, and no OpenMP team spins at barriers against the model server for the same
     # cores. A repeated query skips the queue altogether. Ingest's multi-text calls pass straight through.
     searcher = agent.embedder
     cache = QueryCache(settings.serve.query_cache)
-    agent = PaperAgent(settings, embedder=CachingEmbedder(BatchingEmbedder(searcher), cache))
+    workers = settings.serve.embed_workers if settings.embed.backend != "torch" else 1
+    agent = PaperAgent(settings, embedder=CachingEmbedder(BatchingEmbedder(searcher, workers=workers), cache))
     if agent.index.stats()["chunks"] == 0:
         print(f"the index at {settings.data_dir} is empty: ingesting the bundled corpus", flush=True)
         cmd_ingest(argparse.Namespace(paths=[], quiet=False), agent)

@@ -137,6 +137,12 @@ def fingerprint(settings: EmbedSettings) -> str | None:
     return f"onnxruntime/{settings.backend} ({RECIPE}); weights sha256:{MPNET_SHA256}"
 
 
+def sentence_settings(device: str = "cpu") -> EmbedSettings:
+    """The answer-sentence model: all-MiniLM-L6-v2 on PyTorch, as its thresholds were calibrated and its shipped
+    vectors made (whatever backend the search model runs on)."""
+    return EmbedSettings(model=MINILM, backend="torch", device=device)
+
+
 def make_embedder(settings: EmbedSettings, batch_size: int = 64) -> Embedder:
     """The embedder these settings describe, on their backend."""
     if settings.backend == "torch":

@@ -30,24 +30,28 @@ class BatchingEmbedder:
     Each search embeds one query, from its own worker thread; 16 threads each running the model at once fight
     over the cores (and their thread teams spin against each other). So one thread takes every query waiting and
     embeds them as one batch of at most `max_batch`, while the searches' threads wait without using a core.
+    With `workers` > 1, that many threads take batches in turn, so a model that runs one batch on one core (and is
+    safe to call from two threads, as ONNX Runtime is) keeps every core busy.
     """
 
-    def __init__(self, inner: Embedder, max_batch: int = 64) -> None:
+    def __init__(self, inner: Embedder, max_batch: int = 64, workers: int = 1) -> None:
         self.inner = inner
         self.name = inner.name
         self.fingerprint = inner.fingerprint  # so ingest under `serve` takes the shipped vectors too
         self.max_batch = max_batch
         self._jobs: queue.SimpleQueue[_EmbedJob] = queue.SimpleQueue()
-        self._worker: threading.Thread | None = None
+        self.workers = workers
+        self._started = False
         self._start = threading.Lock()
 
     def embed(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
         if len(texts) != 1:
             return self.inner.embed(texts, show_progress=show_progress)
         with self._start:
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._run, name="batching-embedder", daemon=True)
-                self._worker.start()
+            if not self._started:
+                for n in range(self.workers):
+                    threading.Thread(target=self._run, name=f"batching-embedder-{n}", daemon=True).start()
+                self._started = True
         job = _EmbedJob(texts[0])
         self._jobs.put(job)
         job.done.wait()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.corpus import ReadReport, read_paths
 from agent.decide import Calibration, Decision, decide, load_calibration
-from agent.embed import MINILM, Embedder, SentenceTransformerEmbedder, make_embedder
+from agent.embed import Embedder, SentenceTransformerEmbedder, make_embedder, sentence_settings
 from agent.errors import AgentError
 from agent.index import Index, IngestStats
 from agent.lexical import LexicalIndex, sync_lexical
@@ -22,7 +22,7 @@ from agent.prompts import PROMPTS_DIR, load_prompts
 from agent.rerank import LLMReranker, TokenScorer
 from agent.retrieve import Reranker, Retriever
 from agent.sentence_store import SentenceStats
-from agent.settings import BUNDLED_CORPUS, EmbedSettings, Settings, get_settings
+from agent.settings import BUNDLED_CORPUS, Settings, get_settings
 from agent.sources import Source, evidence_passage, prepare_sources
 from agent.types import Answer, PaperHit, StreamEvent
 
@@ -66,9 +66,9 @@ class PaperAgent:
     def sentence_embedder(self) -> Embedder:
         """all-MiniLM-L6-v2, for choosing and checking answer sentences: their thresholds were calibrated with it."""
         embed = self.settings.embed
-        if embed.model == MINILM and embed.model_path is None and embed.backend != "onnx-int8":
+        if embed == sentence_settings(embed.device):
             return self.embedder
-        return SentenceTransformerEmbedder(EmbedSettings(model=MINILM, device=embed.device))
+        return SentenceTransformerEmbedder(sentence_settings(embed.device))
 
     @cached_property
     def index(self) -> Index:

@@ -47,7 +47,7 @@ class EmbedSettings(Section):
         description="Local sentence-transformers model folder to search with instead of `model`.",
     )
     backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        "torch",
+        "onnx-int8",
         description="Runtime of the search model: PyTorch, ONNX Runtime fp32 (same vectors), or ONNX int8 (faster); "
         "the index records it with the model, so a change re-embeds.",
     )
@@ -162,8 +162,15 @@ class ServeSettings(Section):
     retry_after_s: int = Field(5, ge=1, le=3600, description="Retry-After seconds sent with an overload 503.")
     ui: bool = Field(True, description="Mount the Gradio chat UI at `/`.")
     examples: int = Field(4, ge=0, le=20, description="Example questions the chat UI offers.")
+    embed_workers: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Batches of queries embedded at once while serving, each on `embed_threads` threads (ONNX "
+        "backends; the torch backend's tokenizer takes one at a time).",
+    )
     embed_threads: int = Field(
-        1, ge=1, le=256, description="Torch threads for query embedding while serving (the rest serve HTTP)."
+        1, ge=1, le=256, description="Threads a batch of queries is embedded on while serving (the rest serve HTTP)."
     )
     query_cache: int = Field(
         1024,

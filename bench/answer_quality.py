@@ -18,6 +18,7 @@ import statistics
 from pathlib import Path
 
 import agent  # noqa: F401  (offline environment first)
+from agent.embed import use_threads
 from agent.service import PaperAgent
 from agent.settings import PROJECT_ROOT
 
@@ -86,9 +87,7 @@ def main() -> None:
         wanted = set(args.ids.split(","))
         questions = [q for q in questions if q["id"] in wanted]
     agent_ = PaperAgent()
-    import torch  # after `agent`: the offline environment first
-
-    torch.set_num_threads(agent_.settings.serve.embed_threads)  # as `paper-agent serve` does
+    use_threads(agent_.embedder, agent_.settings.serve.embed_threads)  # as `paper-agent serve` does
     summary = run(agent_, questions[: args.limit], args.out)
     print(json.dumps(summary, indent=2))
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import agent  # noqa: F401  (offline environment first)
+from agent.embed import use_threads
 from agent.llm import ChatModel, resolve_model
 from agent.llm_server import LocalServer, free_port
 from agent.service import PaperAgent
@@ -143,14 +144,12 @@ def main() -> None:
         settings = settings.model_copy(update={"server": settings.server.model_copy(update={"port": free_port()})})
         server = LocalServer(settings, log_path=Path(tempfile.mkdtemp(prefix="bench-ask-")) / "llm-server.log")
         server.start()
-    # As `paper-agent serve` does: one torch thread for query-time embedding. Two threads on a shared 2-core
-    # machine spin against the model server and made embedding one question ~25x slower in our measurements.
-    import torch  # after `agent`: the offline environment first
-
-    torch.set_num_threads(settings.serve.embed_threads)
     try:
         timed = TimedModel(resolve_model(settings))
         agent_ = PaperAgent(settings, chat_model=timed)
+        # As `paper-agent serve` does: one thread for query-time embedding. Two threads on a shared 2-core
+        # machine spin against the model server and made embedding one question ~25x slower in our measurements.
+        use_threads(agent_.embedder, settings.serve.embed_threads)
         agent_.ask("warm-up: which paper introduces sparse attention kernels?")  # loads models, fills the cache
         asked, raw = [], []
         for question in questions:  # interleaved, so both sides see the same load on a shared machine

@@ -22,7 +22,7 @@ import numpy as np
 
 from agent.bundled_vectors import BUNDLED_VECTORS, load, vector_key, vectors_path, write, write_vectors
 from agent.corpus import read_paths
-from agent.embed import MINILM, Embedder, SentenceTransformerEmbedder, make_embedder
+from agent.embed import Embedder, SentenceTransformerEmbedder, make_embedder, sentence_settings
 from agent.index import chunk_paper, embedding_text
 from agent.sentence_store import SHIPPED_KIND, evidence_sentences
 from agent.settings import BUNDLED_CORPUS, EmbedSettings, IndexSettings
@@ -86,7 +86,7 @@ def main() -> None:
         f"mean {cosines.mean():.7f}"
     )
     start = time.perf_counter()
-    sentence_embedder = SentenceTransformerEmbedder(EmbedSettings(model=MINILM), batch_size=settings.embed_batch_size)
+    sentence_embedder = SentenceTransformerEmbedder(sentence_settings(), batch_size=settings.embed_batch_size)
     path, header = bundle_sentences(papers, sentence_embedder, settings, args.out, progress=True)
     print(
         f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): {header['count']} answer sentences' vectors of "

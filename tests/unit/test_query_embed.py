@@ -100,3 +100,26 @@ def test_a_failed_embedding_is_not_cached() -> None:
         caching.embed(["q"])
     inner.fail = False
     assert caching.embed(["q"]).shape == (1, HashEmbedder.dim) and len(caching.cache) == 1
+
+
+def test_two_workers_embed_two_batches_at_once() -> None:
+    """With 2 workers, a second batch is embedded while the first is still in the model."""
+    inside, release = threading.Semaphore(0), threading.Event()
+
+    class Blocking(HashEmbedder):
+        def embed(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
+            inside.release()
+            release.wait(5)
+            return super().embed(texts)
+
+    batching = BatchingEmbedder(Blocking(), workers=2)
+    results: dict[str, np.ndarray] = {}
+    threads = [threading.Thread(target=lambda t=t: results.update({t: batching.embed([t])})) for t in ("a", "b")]
+    threads[0].start()
+    assert inside.acquire(timeout=5)  # the first query is in the model, holding one worker
+    threads[1].start()
+    assert inside.acquire(timeout=5), "the second worker took the next query while the first was busy"
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    np.testing.assert_allclose(results["b"][0], HashEmbedder().embed(["b"])[0])
