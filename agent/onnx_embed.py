@@ -9,7 +9,7 @@ manifest: the weights' SHA-256 it was made from, the recipe, and each `.onnx` fi
   VNNI instructions' format). The feed-forward output projections stay fp32: their inputs (after the GELU) carry
   the outlier activations that per-tensor uint8 cannot hold (Bondarenko et al. 2021, "Understanding and Overcoming
   the Challenges of Efficient Transformer Quantization"); quantized, they alone took mpnet's cosine to fp32 from
-  0.99 to 0.83 on corpus chunks.
+  0.99 to 0.83 on corpus chunks. Each text is run alone, so its vector is the same whatever it is embedded with.
 
 Tokenising (the model's `tokenizer.json`, its `max_seq_length`), pooling and normalisation follow the folder's
 sentence-transformers config, so the ONNX graph holds the transformer only.
@@ -169,15 +169,18 @@ class OnnxEmbedder:
 
         self.name = name
         self.fingerprint = fingerprint  # set by agent.embed for the bundled model, whose weights it checked
-        self.batch_size = batch_size
+        # subtle: int8 embeds each text alone. Dynamic quantization scales the activations per tensor, so in a batch
+        # a text's vector would depend on its batch-mates and their padding (cosine down to 0.985 to itself alone):
+        # a query's results would change with whatever else was asked at the same moment.
+        self.batch_size = 1 if variant == "onnx-int8" else batch_size
         self.path = exported(folder, variant, weights_sha, exports)
         self.pooling = _pooling(folder)
         self.normalize = "sentence_transformers.models.Normalize" in (folder / "modules.json").read_text()
         max_tokens = json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"]
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_tokens)
-        padding = self.tokenizer.padding or {}  # the file's fixed-length padding, made longest-in-batch
-        self.tokenizer.enable_padding(pad_id=padding.get("pad_id", 0), pad_token=padding.get("pad_token", "[PAD]"))
+        self.pad_id = (self.tokenizer.padding or {}).get("pad_id", 0)
+        self.tokenizer.no_padding()  # the file pads to a fixed length; each batch is padded to its longest below
         self.use_threads(threads)
 
     def use_threads(self, threads: int) -> None:
@@ -199,8 +202,12 @@ class OnnxEmbedder:
         vectors = np.zeros((len(texts), 0), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
-            ids = np.array([encodings[i].ids for i in rows], dtype=np.int64)
-            mask = np.array([encodings[i].attention_mask for i in rows], dtype=np.int64)
+            width = len(encodings[rows[0]].ids)  # the longest: rows run longest first
+            ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for row, i in enumerate(rows):
+                ids[row, : len(encodings[i].ids)] = encodings[i].ids
+                mask[row, : len(encodings[i].ids)] = 1
             (hidden,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
             pooled = self._pool(hidden, mask)
             if vectors.shape[1] == 0:

@@ -47,7 +47,7 @@ class EmbedSettings(Section):
         description="Local sentence-transformers model folder to search with instead of `model`.",
     )
     backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        "onnx-int8",
+        "onnx",
         description="Runtime of the search model: PyTorch, ONNX Runtime fp32 (same vectors), or ONNX int8 (faster); "
         "the index records it with the model, so a change re-embeds.",
     )

@@ -93,3 +93,16 @@ def test_other_pooling_is_refused_by_name(tiny_model: Path, tmp_path: Path) -> N
     (other / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_max_tokens": True}))
     with pytest.raises(AgentError, match="pooling_mode_max_tokens"):
         embedder(other, "onnx", tmp_path)
+
+
+def test_an_int8_vector_does_not_depend_on_what_else_is_embedded_with_it(tiny_model: Path, tmp_path: Path) -> None:
+    """Dynamic quantization scales activations per tensor: batch-mates and padding must not reach a text's vector."""
+    int8 = embedder(tiny_model, "onnx-int8", tmp_path)
+    alone = int8.embed(["retrieval models"])
+    with_others = int8.embed(["the papers bootstrap alignment with synthetic data", "retrieval models", "the"])
+    np.testing.assert_array_equal(with_others[1], alone[0])
+
+
+def test_fp32_batches_are_padded_to_their_own_longest_text(tiny_model: Path, tmp_path: Path) -> None:
+    fp32 = embedder(tiny_model, "onnx", tmp_path)  # 2 a batch
+    np.testing.assert_allclose(fp32.embed(TEXTS), np.vstack([fp32.embed([t]) for t in TEXTS]), atol=1e-6)
