@@ -17,7 +17,7 @@ from openai import OpenAI
 from openai.types.chat import ChatCompletion
 
 from agent.errors import ModelServerUnavailable
-from agent.llm_server import local_base_url
+from agent.llm_launch import local_base_url
 from agent.settings import LLMSettings, Settings
 
 Messages = list[dict[str, Any]]

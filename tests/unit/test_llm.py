@@ -14,19 +14,18 @@ from typing import Any
 
 import pytest
 
-from agent import llm_server
+from agent import llamacpp_server, llm_launch, llm_server
 from agent.errors import ModelServerUnavailable
 from agent.llm import ChatModel, OpenAIChatModel, health, resolve_model, response_format
-from agent.llm_server import (
+from agent.llm_launch import (
     choose_backend,
-    ensure_server,
     find_gguf,
     llamacpp_command,
     local_base_url,
     server_command,
     vllm_command,
-    wait_until_ready,
 )
+from agent.llm_server import ensure_server, wait_until_ready
 from agent.settings import LLMSettings, ServerSettings, Settings
 
 USER = [{"role": "user", "content": "hi"}]
@@ -325,8 +324,8 @@ def test_llamacpp_command(tmp_path: Path) -> None:
         server=ServerSettings(port=8111, threads=3, parallel=4, gguf_path=gguf),
     )
     command = llamacpp_command(settings)
-    assert command[1:3] == ["-m", "agent.llm_server"]
-    args = llm_server.parse_args(command[3:])
+    assert command[1:3] == ["-m", "agent.llamacpp_server"]
+    args = llamacpp_server.parse_args(command[3:])
     assert (args.gguf, args.port, args.threads, args.parallel) == (str(gguf.resolve()), 8111, 3, 4)
     assert (args.ctx, args.alias, args.host) == (2048, "tiny", "127.0.0.1")
 
@@ -353,13 +352,13 @@ def test_explicit_backend_does_not_probe_for_a_gpu(monkeypatch: pytest.MonkeyPat
     def probe() -> bool:
         raise AssertionError("probed for vLLM/CUDA although the backend was given")
 
-    monkeypatch.setattr(llm_server, "vllm_gpu_available", probe)
+    monkeypatch.setattr(llm_launch, "vllm_gpu_available", probe)
     settings = Settings(server=ServerSettings(backend="llamacpp"))
-    assert server_command(settings)[1:3] == ["-m", "agent.llm_server"]
+    assert server_command(settings)[1:3] == ["-m", "agent.llamacpp_server"]
 
 
 def test_auto_backend_starts_vllm_where_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(llm_server, "vllm_gpu_available", lambda: True)
+    monkeypatch.setattr(llm_launch, "vllm_gpu_available", lambda: True)
     assert server_command(Settings())[1] == "serve"
 
 
