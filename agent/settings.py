@@ -89,7 +89,6 @@ class LLMSettings(Section):
     model: str = Field("smollm2-135m-instruct", description="Model name sent to the server.")
     api_key: str = Field("not-needed", description="API key sent to the model server.")
     context_window: int = Field(8192, ge=512, description="Model context window in tokens.")
-    max_tokens: int = Field(256, ge=16, le=8192, description="Most tokens generated per answer.")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature.")
     connect_timeout_s: float = Field(2.0, gt=0, description="Seconds to wait for a connection to the model server.")
     timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for a whole model reply.")

@@ -167,8 +167,8 @@ def test_closed_port_fails_fast_and_names_url() -> None:
     url = closed_port_url()
     model = OpenAIChatModel(LLMSettings(), url)
     with pytest.raises(ModelServerUnavailable):
-        model.complete(USER)  # untimed: the client imports its resources lazily on the first request
-    for call in (lambda: model.complete(USER), lambda: list(model.stream(USER))):
+        model.complete(USER, max_tokens=8)  # untimed: the client imports its resources lazily on the first request
+    for call in (lambda: model.complete(USER, max_tokens=8), lambda: list(model.stream(USER, max_tokens=8))):
         started = time.monotonic()
         with pytest.raises(ModelServerUnavailable) as caught:
             call()
@@ -183,7 +183,7 @@ def test_server_error_is_translated_with_its_message(scripted: list[ScriptedServ
     server = ScriptedServer(500, body)
     scripted.append(server)
     with pytest.raises(ModelServerUnavailable, match="HTTP 500: slot crashed"):
-        OpenAIChatModel(LLMSettings(), server.url).complete(USER)
+        OpenAIChatModel(LLMSettings(), server.url).complete(USER, max_tokens=8)
 
 
 def test_unavailable_503_while_loading_is_translated(scripted: list[ScriptedServer]) -> None:
@@ -191,7 +191,7 @@ def test_unavailable_503_while_loading_is_translated(scripted: list[ScriptedServ
     server = ScriptedServer(503, body)
     scripted.append(server)
     with pytest.raises(ModelServerUnavailable, match="503"):
-        list(OpenAIChatModel(LLMSettings(), server.url).stream(USER))
+        list(OpenAIChatModel(LLMSettings(), server.url).stream(USER, max_tokens=8))
 
 
 def test_bad_response_is_translated(scripted: list[ScriptedServer]) -> None:
@@ -199,9 +199,9 @@ def test_bad_response_is_translated(scripted: list[ScriptedServer]) -> None:
     scripted.append(server)
     model = OpenAIChatModel(LLMSettings(), server.url)
     with pytest.raises(ModelServerUnavailable, match="not a chat completion"):
-        model.complete(USER)
+        model.complete(USER, max_tokens=8)
     with pytest.raises(ModelServerUnavailable, match="event stream"):
-        list(model.stream(USER))
+        list(model.stream(USER, max_tokens=8))
 
 
 def test_malformed_json_is_translated(scripted: list[ScriptedServer]) -> None:
@@ -209,9 +209,9 @@ def test_malformed_json_is_translated(scripted: list[ScriptedServer]) -> None:
     events = ScriptedServer(200, b"data: {not json\n\n", content_type="text/event-stream")
     scripted.extend([body, events])
     with pytest.raises(ModelServerUnavailable, match="JSONDecodeError"):
-        OpenAIChatModel(LLMSettings(), body.url).complete(USER)
+        OpenAIChatModel(LLMSettings(), body.url).complete(USER, max_tokens=8)
     with pytest.raises(ModelServerUnavailable, match="JSONDecodeError"):
-        list(OpenAIChatModel(LLMSettings(), events.url).stream(USER))
+        list(OpenAIChatModel(LLMSettings(), events.url).stream(USER, max_tokens=8))
 
 
 def test_reply_without_choices_is_translated(scripted: list[ScriptedServer]) -> None:
@@ -219,7 +219,7 @@ def test_reply_without_choices_is_translated(scripted: list[ScriptedServer]) -> 
     server = ScriptedServer(200, body)
     scripted.append(server)
     with pytest.raises(ModelServerUnavailable, match="no choices"):
-        OpenAIChatModel(LLMSettings(), server.url).complete(USER)
+        OpenAIChatModel(LLMSettings(), server.url).complete(USER, max_tokens=8)
 
 
 def test_silent_server_times_out(scripted: list[ScriptedServer]) -> None:
@@ -228,14 +228,18 @@ def test_silent_server_times_out(scripted: list[ScriptedServer]) -> None:
     model = OpenAIChatModel(LLMSettings(timeout_s=0.3), server.url)
     started = time.monotonic()
     with pytest.raises(ModelServerUnavailable, match="timed out"):
-        model.complete(USER)
+        model.complete(USER, max_tokens=8)
     assert time.monotonic() - started < 2.0
 
 
 def test_stream_yields_text_deltas_only(scripted: list[ScriptedServer]) -> None:
     server = ScriptedServer(200, sse(None, "Self-", "attention", None, " [1]."), content_type="text/event-stream")
     scripted.append(server)
-    assert list(OpenAIChatModel(LLMSettings(), server.url).stream(USER)) == ["Self-", "attention", " [1]."]
+    assert list(OpenAIChatModel(LLMSettings(), server.url).stream(USER, max_tokens=8)) == [
+        "Self-",
+        "attention",
+        " [1].",
+    ]
 
 
 def completion_with_logprobs(top: dict[str, float] | None) -> bytes:

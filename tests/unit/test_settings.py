@@ -30,3 +30,9 @@ def test_bad_value_is_named() -> None:
 def test_readme_settings_table_is_current() -> None:
     readme = (PROJECT_ROOT / "README.md").read_text()
     assert table() in readme, "README settings table is stale: run `python scripts/settings_table.py --write`"
+
+
+def test_llm_section_has_no_max_tokens() -> None:
+    # Every call names its own limit (answer.max_tokens, the follow-up rewrite, the judge, the health probe).
+    with pytest.raises(ValidationError, match="max_tokens"):
+        Settings(llm={"max_tokens": 256})
