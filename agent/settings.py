@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -204,6 +204,16 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     serve: ServeSettings = ServeSettings()
     eval: EvalSettings = EvalSettings()
+
+
+def field_bounds(section: type[BaseModel], name: str) -> tuple[Any, Any]:
+    """A field's inclusive bounds (`ge`, `le`; None where open), for front ends that check the same limit."""
+    low: Any = None
+    high: Any = None
+    for rule in section.model_fields[name].metadata:  # pydantic keeps `ge=` and `le=` as annotated-types rules
+        low = getattr(rule, "ge", low)
+        high = getattr(rule, "le", high)
+    return low, high
 
 
 @lru_cache(maxsize=1)
