@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agent.errors import AgentError, ModelServerUnavailable
 from agent.service import PaperAgent
-from agent.settings import Settings
+from agent.settings import RetrieveSettings, Settings, field_bounds
 
 Command = Callable[[argparse.Namespace, PaperAgent], int]
 
@@ -197,9 +197,11 @@ def _positive(value: str) -> int:
 
 
 def _top_k(value: str) -> int:
+    """`-k`, held to `retrieve.top_k`'s bounds (the HTTP API's too), so no front end allows more."""
     k = int(value)
-    if not 1 <= k <= 100:
-        raise argparse.ArgumentTypeError(f"-k must be between 1 and 100, got {k}")
+    low, high = field_bounds(RetrieveSettings, "top_k")
+    if not low <= k <= high:
+        raise argparse.ArgumentTypeError(f"-k must be between {low} and {high}, got {k}")
     return k
 
 

@@ -1,31 +1,42 @@
-"""Papers -> chunks -> embeddings -> Chroma. The only module that owns a Chroma client.
+"""Papers -> chunks -> embeddings -> Chroma: ingest, re-embed, query. `Index` owns the Chroma client.
 
 Two collections: `<name>` holds one record per chunk (its text, paper id, title, position, page, source and a
 content hash), `<name>__papers` one record per paper (abstract or full text, metadata). Chunk ids are
 `{paper_id}:{position}`, so re-ingesting the same files upserts nothing new, and the content hash lets an
 unchanged chunk skip re-embedding altogether. A chunk whose vector ships with the bundled corpus
-(`agent/bundled_vectors.py`) takes it from there instead of from the model. The answer sentences' vectors live
+(`agent/bundled_vectors.py`) takes it from there instead of from the model. Chunking is `agent/chunking.py`;
+the client, collections and record layout are `agent/chroma.py`. The answer sentences' vectors live
 in a third collection, `<name>__sentences` (`agent/sentence_store.py`), brought in line with the chunks by ingest.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 from tqdm import tqdm
 
 from agent.bundled_vectors import BUNDLED_VECTORS, shipped_vectors
+from agent.chroma import (
+    chunk_from_record,
+    chunk_metadata,
+    content_hash,
+    make_client,
+    open_collection,
+    paper_from_record,
+    paper_metadata,
+    passage_from_record,
+    rescored,
+)
+from agent.chunking import chunk_paper, embedding_text
 from agent.embed import Embedder
 from agent.errors import IndexBuiltWithOtherModel, IndexNotBuilt
 from agent.sentence_store import SentenceStats, SentenceStore
-from agent.settings import IndexSettings, Settings
+from agent.settings import Settings
 from agent.types import Chunk, Paper, Passage
 
 OnBatch = Callable[[list[Chunk]], None]
@@ -39,74 +50,6 @@ class IngestStats:
     shipped: int = 0  # of those, chunks whose vectors came from the shipped file instead of the model
     deleted: int = 0  # chunks of papers no longer in the files (or shorter than before), removed
     sentences: SentenceStats | None = None  # the answer sentences' vectors, when ingest was given their model
-
-
-# --- chunking ------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=4)
-def _splitter(chunk_tokens: int, chunk_overlap: int) -> Any:
-    import tiktoken
-    from llama_index.core.node_parser import SentenceSplitter
-
-    encoding = tiktoken.get_encoding("cl100k_base")  # read from llama-index's bundled cache (agent.offline)
-    return SentenceSplitter(chunk_size=chunk_tokens, chunk_overlap=chunk_overlap, tokenizer=encoding.encode)
-
-
-def chunk_paper(paper: Paper, settings: IndexSettings) -> list[Chunk]:
-    """Token-aware chunks of a paper's text, each knowing its position and (for PDFs) its page."""
-    texts = _splitter(settings.chunk_tokens, settings.chunk_overlap).split_text(paper.text)
-    chunks, cursor = [], 0
-    for position, text in enumerate(texts):
-        start = paper.text.find(text[:64], cursor)
-        cursor = max(cursor, start)
-        chunks.append(
-            Chunk(
-                id=f"{paper.id}:{position}",
-                paper_id=paper.id,
-                title=paper.title,
-                position=position,
-                text=text,
-                page=_page_at(paper, start),
-                source=paper.source,
-            )
-        )
-    return chunks
-
-
-def _page_at(paper: Paper, offset: int) -> int | None:
-    page = None
-    for number, start in paper.page_starts:
-        if start > offset:
-            break
-        page = number
-    return page
-
-
-def embedding_text(chunk: Chunk) -> str:
-    """What gets embedded: the title gives every chunk of a paper the paper's topic, not just its first."""
-    return f"{chunk.title}\n{chunk.text}"
-
-
-# --- the store -----------------------------------------------------------------------------------
-
-
-def make_client(settings: Settings) -> Any:
-    """An embedded Chroma (PersistentClient in the data dir), or an HttpClient when a server URL is set."""
-    import chromadb
-
-    chroma_settings = chromadb.Settings(anonymized_telemetry=False)
-    url = settings.index.chroma_url
-    if url:
-        parsed = urlparse(url)
-        return chromadb.HttpClient(
-            host=parsed.hostname or "localhost",
-            port=parsed.port or (443 if parsed.scheme == "https" else 8000),
-            ssl=parsed.scheme == "https",
-            settings=chroma_settings,
-        )
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(settings.data_dir / "chroma"), settings=chroma_settings)
 
 
 LEGACY_EMBEDDER = "all-MiniLM-L6-v2"
@@ -144,9 +87,9 @@ class Index:
         stored). The new vectors go into new collections that replace the old ones only when complete, so a crash
         half-way leaves the old index as it was."""
         got = self.chunks.get(include=["documents", "metadatas"])
-        chunks = [_chunk_from_record(*record) for record in zip(got["ids"], got["documents"], got["metadatas"])]
+        chunks = [chunk_from_record(*record) for record in zip(got["ids"], got["documents"], got["metadatas"])]
         got = self.papers.get(include=["documents", "metadatas"])
-        papers = [_paper_from_record(*record) for record in zip(got["ids"], got["documents"], got["metadatas"])]
+        papers = [paper_from_record(*record) for record in zip(got["ids"], got["documents"], got["metadatas"])]
         old = (self.chunks, self.papers)
         names = (self.settings.collection, f"{self.settings.collection}__papers")
         existing = {c.name for c in self.client.list_collections()}
@@ -156,7 +99,7 @@ class Index:
         self.chunks, self.papers = (self._collection(f"{name}{_NEW}") for name in names)
         try:
             self.chunks.modify(metadata={"embedder": embedder.name})
-            hashes = {c.id: _content_hash(c, embedder.name) for c in chunks}
+            hashes = {c.id: content_hash(c, embedder.name) for c in chunks}
             vectors, _ = self._embed_and_write(chunks, hashes, embedder, progress, None)
             self._write_papers(papers, chunks, vectors)
         except BaseException:
@@ -169,16 +112,7 @@ class Index:
         return len(chunks)
 
     def _collection(self, name: str) -> Any:
-        """A cosine collection that stores our vectors (never Chroma's downloading default embedder)."""
-        hnsw = {"space": "cosine", "ef_search": self.settings.hnsw_ef_search}
-        collection = self.client.get_or_create_collection(name, configuration={"hnsw": hnsw}, embedding_function=None)
-        # subtle: Chroma rebuilds its HNSW graph from the log in parallel when a process opens it, so with a
-        # narrow search the tail of the top 60 differed between processes. A search as wide as the collection
-        # is exact and repeatable; an existing collection gets the setting here.
-        current = (collection.configuration_json or {}).get("hnsw") or {}
-        if current.get("ef_search") != self.settings.hnsw_ef_search:
-            collection.modify(configuration={"hnsw": {"ef_search": self.settings.hnsw_ef_search}})
-        return collection
+        return open_collection(self.client, name, self.settings.hnsw_ef_search)
 
     # ingest -----------------------------------------------------------------------------------------
 
@@ -200,7 +134,7 @@ class Index:
             self.reembed(embedder, progress=progress)
         self.chunks.modify(metadata={"embedder": embedder.name})
         chunks = [c for paper in papers for c in chunk_paper(paper, self.settings)]
-        hashes = {c.id: _content_hash(c, embedder.name) for c in chunks}
+        hashes = {c.id: content_hash(c, embedder.name) for c in chunks}
         stored = self._stored_hashes(list(hashes))
         todo = [c for c in chunks if stored.get(c.id) != hashes[c.id]]
         stale = self._stale_ids(papers, set(hashes))
@@ -260,7 +194,7 @@ class Index:
                     ids=[c.id for c in batch],
                     embeddings=embedded,
                     documents=[c.text for c in batch],
-                    metadatas=[_chunk_metadata(c, hashes[c.id]) for c in batch],
+                    metadatas=[chunk_metadata(c, hashes[c.id]) for c in batch],
                 )
                 vectors.update(zip((c.id for c in batch), embedded))
                 if on_batch is not None:
@@ -294,7 +228,7 @@ class Index:
                 ids=[p.id for p in batch],
                 embeddings=[m / (np.linalg.norm(m) or 1.0) for m in means],
                 documents=[p.text for p in batch],
-                metadatas=[_paper_metadata(p, counts[p.id]) for p in batch],
+                metadatas=[paper_metadata(p, counts[p.id]) for p in batch],
             )
 
     # read -------------------------------------------------------------------------------------------
@@ -321,15 +255,15 @@ class Index:
             raise IndexNotBuilt(self.where)
         if known is None:
             docs, metas = got["documents"][0], got["metadatas"][0]
-            return [_passage(i, doc, meta, 1.0 - d) for i, doc, meta, d in zip(ids, docs, metas, distances)]
+            return [passage_from_record(i, doc, meta, 1.0 - d) for i, doc, meta, d in zip(ids, docs, metas, distances)]
         missing = [i for i in ids if i not in known]  # written since `known` was copied (by another process)
         found = {p.chunk_id: p for p in self._read_chunks(missing)} if missing else {}
-        return [_rescored(p, 1.0 - d) for i, d in zip(ids, distances) if (p := known.get(i) or found.get(i))]
+        return [rescored(p, 1.0 - d) for i, d in zip(ids, distances) if (p := known.get(i) or found.get(i))]
 
     def _read_chunks(self, ids: list[str]) -> Iterator[Passage]:
         got = self.chunks.get(ids=ids, include=["documents", "metadatas"])
         for i, doc, meta in zip(got["ids"], got["documents"], got["metadatas"]):
-            yield _passage(i, doc, meta, 0.0)
+            yield passage_from_record(i, doc, meta, 0.0)
 
     def get_paper(self, paper_id: str) -> Paper | None:
         return self.get_papers([paper_id]).get(paper_id)
@@ -341,7 +275,7 @@ class Index:
             return {}
         got = self.papers.get(ids=ids, include=["documents", "metadatas"])
         records = zip(got["ids"], got["documents"], got["metadatas"])
-        return {i: _paper_from_record(i, doc, meta) for i, doc, meta in records}
+        return {i: paper_from_record(i, doc, meta) for i, doc, meta in records}
 
     def iter_chunks(self, batch: int = 2000) -> Iterator[Passage]:
         """Every stored chunk (score 0), in pages: what a lexical index is built from."""
@@ -349,79 +283,12 @@ class Index:
         for offset in range(0, total, batch):
             got = self.chunks.get(limit=batch, offset=offset, include=["documents", "metadatas"])
             for i, doc, meta in zip(got["ids"], got["documents"], got["metadatas"]):
-                yield _passage(i, doc, meta, 0.0)
+                yield passage_from_record(i, doc, meta, 0.0)
 
     def stats(self) -> dict[str, int]:
         return {"papers": self.papers.count(), "chunks": self.chunks.count()}
 
 
-def _content_hash(chunk: Chunk, embedder_name: str) -> str:
-    """Changes when anything that goes into the chunk's stored vector or record changes."""
-    key = "\x1f".join([embedder_name, chunk.title, chunk.text, str(chunk.page)])
-    return hashlib.sha1(key.encode("utf-8")).hexdigest()
-
-
 def _batches(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
-
-
-def _chunk_metadata(chunk: Chunk, content_hash: str) -> dict[str, Any]:
-    meta: dict[str, Any] = {
-        "paper_id": chunk.paper_id,
-        "title": chunk.title,
-        "position": chunk.position,
-        "source": chunk.source,
-        "hash": content_hash,
-    }
-    if chunk.page is not None:
-        meta["page"] = chunk.page
-    return meta
-
-
-def _paper_metadata(paper: Paper, n_chunks: int) -> dict[str, Any]:
-    meta = {k: v for k, v in paper.metadata().items() if v not in (None, [], "") and k != "paper_id"}
-    meta["authors"] = "; ".join(paper.authors)
-    meta["chunks"] = n_chunks
-    return meta
-
-
-def _passage(chunk_id: str, text: str, meta: dict[str, Any], score: float) -> Passage:
-    return Passage(
-        chunk_id=chunk_id,
-        paper_id=str(meta["paper_id"]),
-        title=str(meta["title"]),
-        text=text,
-        score=float(score),
-        position=int(meta.get("position", 0)),
-        page=meta.get("page"),
-    )
-
-
-def _rescored(p: Passage, score: float) -> Passage:
-    return Passage(p.chunk_id, p.paper_id, p.title, p.text, float(score), p.position, p.page)
-
-
-def _chunk_from_record(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
-    return Chunk(
-        id=chunk_id,
-        paper_id=str(meta["paper_id"]),
-        title=str(meta["title"]),
-        position=int(meta.get("position", 0)),
-        text=text,
-        page=meta.get("page"),
-        source=str(meta.get("source", "")),
-    )
-
-
-def _paper_from_record(paper_id: str, text: str, meta: dict[str, Any]) -> Paper:
-    authors = tuple(a for a in str(meta.get("authors") or "").split("; ") if a)
-    return Paper(
-        id=paper_id,
-        title=str(meta["title"]),
-        text=text,
-        source=str(meta.get("source", "")),
-        authors=authors,
-        year=meta.get("year"),
-        url=meta.get("url"),
-    )

@@ -17,7 +17,7 @@ from openai import OpenAI
 from openai.types.chat import ChatCompletion
 
 from agent.errors import ModelServerUnavailable
-from agent.llm_server import local_base_url
+from agent.llm_launch import local_base_url
 from agent.settings import LLMSettings, Settings
 
 Messages = list[dict[str, Any]]
@@ -25,18 +25,19 @@ Messages = list[dict[str, Any]]
 
 @runtime_checkable
 class ChatModel(Protocol):
-    """A chat model behind a URL: streams or returns the assistant's reply to `messages`."""
+    """A chat model behind a URL: streams or returns the assistant's reply to `messages`.
+
+    `max_tokens` has no default: each caller knows how long its reply may be (an answer, a rewritten question,
+    a judge's verdict, a health probe), so there is no global limit to forget about."""
 
     url: str
     model: str
 
     def stream(
-        self, messages: Messages, *, max_tokens: int | None = None, json_schema: dict[str, Any] | None = None
+        self, messages: Messages, *, max_tokens: int, json_schema: dict[str, Any] | None = None
     ) -> Iterator[str]: ...
 
-    def complete(
-        self, messages: Messages, *, max_tokens: int | None = None, json_schema: dict[str, Any] | None = None
-    ) -> str: ...
+    def complete(self, messages: Messages, *, max_tokens: int, json_schema: dict[str, Any] | None = None) -> str: ...
 
 
 def response_format(json_schema: dict[str, Any]) -> dict[str, Any]:
@@ -84,14 +85,12 @@ class OpenAIChatModel:
     def __repr__(self) -> str:
         return f"OpenAIChatModel(url={self.url!r}, model={self.model!r})"
 
-    def _request(
-        self, messages: Messages, max_tokens: int | None, json_schema: dict[str, Any] | None
-    ) -> dict[str, Any]:
+    def _request(self, messages: Messages, max_tokens: int, json_schema: dict[str, Any] | None) -> dict[str, Any]:
         """Keyword arguments of one chat-completion request."""
         args: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
-            "max_tokens": max_tokens if max_tokens is not None else self.settings.max_tokens,
+            "max_tokens": max_tokens,
             "temperature": self.settings.temperature,
         }
         if json_schema is not None:
@@ -108,7 +107,7 @@ class OpenAIChatModel:
             raise ModelServerUnavailable(self.url, _reason(error)) from error
 
     def stream(
-        self, messages: Messages, *, max_tokens: int | None = None, json_schema: dict[str, Any] | None = None
+        self, messages: Messages, *, max_tokens: int, json_schema: dict[str, Any] | None = None
     ) -> Iterator[str]:
         """Yield the reply's text deltas as the server produces them."""
         with self._translated():
@@ -125,9 +124,7 @@ class OpenAIChatModel:
                     if chunk.choices and chunk.choices[0].delta.content:
                         yield chunk.choices[0].delta.content
 
-    def complete(
-        self, messages: Messages, *, max_tokens: int | None = None, json_schema: dict[str, Any] | None = None
-    ) -> str:
+    def complete(self, messages: Messages, *, max_tokens: int, json_schema: dict[str, Any] | None = None) -> str:
         """The whole reply text."""
         with self._translated():
             reply = self._client.chat.completions.create(**self._request(messages, max_tokens, json_schema))

@@ -17,6 +17,7 @@ sentence-transformers config, so the ONNX graph holds the transformer only.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
@@ -27,7 +28,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from agent.embed import sha256_of
 from agent.errors import AgentError
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def exported(folder: Path, variant: Variant, weights_sha: str, exports: Path = E
         manifest = _manifest(home)
         assert manifest is not None  # written by _export
     path = home / FILES[variant]
-    if not path.is_file() or sha256_of(path) != manifest["files"][FILES[variant]]:
+    if not path.is_file() or _sha256(path) != manifest["files"][FILES[variant]]:
         raise AgentError(f"{path} does not match the hash its export recorded: delete {home} to export it again")
     return path
 
@@ -83,7 +83,7 @@ def _export(folder: Path, home: Path, weights_sha: str) -> None:
             per_channel=True,
             nodes_to_quantize=_quantizable(fp32, intermediate_size),
         )
-        files = {p.name: sha256_of(p) for p in (fp32, int8)}
+        files = {p.name: _sha256(p) for p in (fp32, int8)}
         versions = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
         manifest = {"recipe": RECIPE, "weights_sha256": weights_sha, "files": files, "versions": versions}
         (Path(tmp) / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -235,3 +235,8 @@ def _pooling(folder: Path) -> str:
     if modes == ["pooling_mode_cls_token"]:
         return "cls"
     raise AgentError(f"the ONNX backend supports mean or CLS pooling, not {modes} ({folder / '1_Pooling'})")
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -89,7 +89,6 @@ class LLMSettings(Section):
     model: str = Field("smollm2-135m-instruct", description="Model name sent to the server.")
     api_key: str = Field("not-needed", description="API key sent to the model server.")
     context_window: int = Field(8192, ge=512, description="Model context window in tokens.")
-    max_tokens: int = Field(256, ge=16, le=8192, description="Most tokens generated per answer.")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature.")
     connect_timeout_s: float = Field(2.0, gt=0, description="Seconds to wait for a connection to the model server.")
     timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for a whole model reply.")
@@ -205,6 +204,16 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     serve: ServeSettings = ServeSettings()
     eval: EvalSettings = EvalSettings()
+
+
+def field_bounds(section: type[BaseModel], name: str) -> tuple[Any, Any]:
+    """A field's inclusive bounds (`ge`, `le`; None where open), for front ends that check the same limit."""
+    low: Any = None
+    high: Any = None
+    for rule in section.model_fields[name].metadata:  # pydantic keeps `ge=` and `le=` as annotated-types rules
+        low = getattr(rule, "ge", low)
+        high = getattr(rule, "le", high)
+    return low, high
 
 
 @lru_cache(maxsize=1)

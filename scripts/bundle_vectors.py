@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from agent.bundled_vectors import BUNDLED_VECTORS, load, vector_key, vectors_path, write, write_vectors
+from agent.chunking import chunk_paper, embedding_text
 from agent.corpus import read_paths
 from agent.embed import Embedder, SentenceTransformerEmbedder, make_embedder, sentence_settings
-from agent.index import chunk_paper, embedding_text
 from agent.sentence_store import SHIPPED_KIND, evidence_sentences
 from agent.settings import BUNDLED_CORPUS, EmbedSettings, IndexSettings
 from agent.types import Paper

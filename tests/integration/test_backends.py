@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from agent.chunking import chunk_paper, embedding_text
 from agent.corpus import read_paths
 from agent.embed import make_embedder
-from agent.index import chunk_paper, embedding_text
 from agent.settings import BUNDLED_CORPUS, EmbedSettings, IndexSettings
 
 pytestmark = pytest.mark.integration

@@ -101,7 +101,7 @@ def test_stopped_server_fails_fast(spare_server_settings: Settings) -> None:
     model = OpenAIChatModel(settings.llm, server.url)
     assert model.complete(QUESTION, max_tokens=4)
     server.stop()
-    for call in (lambda: model.complete(QUESTION), lambda: list(model.stream(QUESTION))):
+    for call in (lambda: model.complete(QUESTION, max_tokens=4), lambda: list(model.stream(QUESTION, max_tokens=4))):
         started = time.monotonic()
         with pytest.raises(ModelServerUnavailable) as caught:
             call()
@@ -118,5 +118,5 @@ def test_crashed_server_fails_fast(spare_server_settings: Settings) -> None:
         server.process.wait()
         started = time.monotonic()
         with pytest.raises(ModelServerUnavailable, match="connect"):
-            OpenAIChatModel(settings.llm, server.url).complete(QUESTION)
+            OpenAIChatModel(settings.llm, server.url).complete(QUESTION, max_tokens=4)
         assert time.monotonic() - started < 2.0

@@ -72,7 +72,7 @@ class FakeAgent(PaperAgent):
         self.questions.append((question, history, top_k))
         passages = self.retriever.passages(question, 4)
         yield Sources(tuple(passages), question)
-        self.chat_model.complete([{"role": "user", "content": question}])
+        self.chat_model.complete([{"role": "user", "content": question}], max_tokens=8)
         yield Delta("PROP pre-trains for retrieval ")
         yield Delta("by predicting word sets [1].")
         if self.hold is not None:

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.chunking import chunk_paper
 from agent.corpus import read_paths
 from agent.errors import IndexBuiltWithOtherModel
-from agent.index import LEGACY_EMBEDDER, Index, chunk_paper
+from agent.index import LEGACY_EMBEDDER, Index
 from agent.retrieve import Retriever
 from agent.settings import IndexSettings, RetrieveSettings, Settings
 from agent.types import Paper, paper_id_for

@@ -14,19 +14,18 @@ from typing import Any
 
 import pytest
 
-from agent import llm_server
+from agent import llamacpp_server, llm_launch, llm_server
 from agent.errors import ModelServerUnavailable
 from agent.llm import ChatModel, OpenAIChatModel, health, resolve_model, response_format
-from agent.llm_server import (
+from agent.llm_launch import (
     choose_backend,
-    ensure_server,
     find_gguf,
     llamacpp_command,
     local_base_url,
     server_command,
     vllm_command,
-    wait_until_ready,
 )
+from agent.llm_server import ensure_server, wait_until_ready
 from agent.settings import LLMSettings, ServerSettings, Settings
 
 USER = [{"role": "user", "content": "hi"}]
@@ -168,8 +167,8 @@ def test_closed_port_fails_fast_and_names_url() -> None:
     url = closed_port_url()
     model = OpenAIChatModel(LLMSettings(), url)
     with pytest.raises(ModelServerUnavailable):
-        model.complete(USER)  # untimed: the client imports its resources lazily on the first request
-    for call in (lambda: model.complete(USER), lambda: list(model.stream(USER))):
+        model.complete(USER, max_tokens=8)  # untimed: the client imports its resources lazily on the first request
+    for call in (lambda: model.complete(USER, max_tokens=8), lambda: list(model.stream(USER, max_tokens=8))):
         started = time.monotonic()
         with pytest.raises(ModelServerUnavailable) as caught:
             call()
@@ -184,7 +183,7 @@ def test_server_error_is_translated_with_its_message(scripted: list[ScriptedServ
     server = ScriptedServer(500, body)
     scripted.append(server)
     with pytest.raises(ModelServerUnavailable, match="HTTP 500: slot crashed"):
-        OpenAIChatModel(LLMSettings(), server.url).complete(USER)
+        OpenAIChatModel(LLMSettings(), server.url).complete(USER, max_tokens=8)
 
 
 def test_unavailable_503_while_loading_is_translated(scripted: list[ScriptedServer]) -> None:
@@ -192,7 +191,7 @@ def test_unavailable_503_while_loading_is_translated(scripted: list[ScriptedServ
     server = ScriptedServer(503, body)
     scripted.append(server)
     with pytest.raises(ModelServerUnavailable, match="503"):
-        list(OpenAIChatModel(LLMSettings(), server.url).stream(USER))
+        list(OpenAIChatModel(LLMSettings(), server.url).stream(USER, max_tokens=8))
 
 
 def test_bad_response_is_translated(scripted: list[ScriptedServer]) -> None:
@@ -200,9 +199,9 @@ def test_bad_response_is_translated(scripted: list[ScriptedServer]) -> None:
     scripted.append(server)
     model = OpenAIChatModel(LLMSettings(), server.url)
     with pytest.raises(ModelServerUnavailable, match="not a chat completion"):
-        model.complete(USER)
+        model.complete(USER, max_tokens=8)
     with pytest.raises(ModelServerUnavailable, match="event stream"):
-        list(model.stream(USER))
+        list(model.stream(USER, max_tokens=8))
 
 
 def test_malformed_json_is_translated(scripted: list[ScriptedServer]) -> None:
@@ -210,9 +209,9 @@ def test_malformed_json_is_translated(scripted: list[ScriptedServer]) -> None:
     events = ScriptedServer(200, b"data: {not json\n\n", content_type="text/event-stream")
     scripted.extend([body, events])
     with pytest.raises(ModelServerUnavailable, match="JSONDecodeError"):
-        OpenAIChatModel(LLMSettings(), body.url).complete(USER)
+        OpenAIChatModel(LLMSettings(), body.url).complete(USER, max_tokens=8)
     with pytest.raises(ModelServerUnavailable, match="JSONDecodeError"):
-        list(OpenAIChatModel(LLMSettings(), events.url).stream(USER))
+        list(OpenAIChatModel(LLMSettings(), events.url).stream(USER, max_tokens=8))
 
 
 def test_reply_without_choices_is_translated(scripted: list[ScriptedServer]) -> None:
@@ -220,7 +219,7 @@ def test_reply_without_choices_is_translated(scripted: list[ScriptedServer]) -> 
     server = ScriptedServer(200, body)
     scripted.append(server)
     with pytest.raises(ModelServerUnavailable, match="no choices"):
-        OpenAIChatModel(LLMSettings(), server.url).complete(USER)
+        OpenAIChatModel(LLMSettings(), server.url).complete(USER, max_tokens=8)
 
 
 def test_silent_server_times_out(scripted: list[ScriptedServer]) -> None:
@@ -229,14 +228,18 @@ def test_silent_server_times_out(scripted: list[ScriptedServer]) -> None:
     model = OpenAIChatModel(LLMSettings(timeout_s=0.3), server.url)
     started = time.monotonic()
     with pytest.raises(ModelServerUnavailable, match="timed out"):
-        model.complete(USER)
+        model.complete(USER, max_tokens=8)
     assert time.monotonic() - started < 2.0
 
 
 def test_stream_yields_text_deltas_only(scripted: list[ScriptedServer]) -> None:
     server = ScriptedServer(200, sse(None, "Self-", "attention", None, " [1]."), content_type="text/event-stream")
     scripted.append(server)
-    assert list(OpenAIChatModel(LLMSettings(), server.url).stream(USER)) == ["Self-", "attention", " [1]."]
+    assert list(OpenAIChatModel(LLMSettings(), server.url).stream(USER, max_tokens=8)) == [
+        "Self-",
+        "attention",
+        " [1].",
+    ]
 
 
 def completion_with_logprobs(top: dict[str, float] | None) -> bytes:
@@ -325,8 +328,8 @@ def test_llamacpp_command(tmp_path: Path) -> None:
         server=ServerSettings(port=8111, threads=3, parallel=4, gguf_path=gguf),
     )
     command = llamacpp_command(settings)
-    assert command[1:3] == ["-m", "agent.llm_server"]
-    args = llm_server.parse_args(command[3:])
+    assert command[1:3] == ["-m", "agent.llamacpp_server"]
+    args = llamacpp_server.parse_args(command[3:])
     assert (args.gguf, args.port, args.threads, args.parallel) == (str(gguf.resolve()), 8111, 3, 4)
     assert (args.ctx, args.alias, args.host) == (2048, "tiny", "127.0.0.1")
 
@@ -353,13 +356,13 @@ def test_explicit_backend_does_not_probe_for_a_gpu(monkeypatch: pytest.MonkeyPat
     def probe() -> bool:
         raise AssertionError("probed for vLLM/CUDA although the backend was given")
 
-    monkeypatch.setattr(llm_server, "vllm_gpu_available", probe)
+    monkeypatch.setattr(llm_launch, "vllm_gpu_available", probe)
     settings = Settings(server=ServerSettings(backend="llamacpp"))
-    assert server_command(settings)[1:3] == ["-m", "agent.llm_server"]
+    assert server_command(settings)[1:3] == ["-m", "agent.llamacpp_server"]
 
 
 def test_auto_backend_starts_vllm_where_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(llm_server, "vllm_gpu_available", lambda: True)
+    monkeypatch.setattr(llm_launch, "vllm_gpu_available", lambda: True)
     assert server_command(Settings())[1] == "serve"
 
 

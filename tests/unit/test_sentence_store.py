@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.chunking import chunk_paper
 from agent.corpus import read_paths
-from agent.index import Index, chunk_paper
+from agent.index import Index
 from agent.sentence_store import SHIPPED_KIND, evidence_sentences, sentence_key
 from agent.service import PaperAgent
 from agent.settings import IndexSettings, Settings

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from agent.settings import PROJECT_ROOT, Settings
+from agent.cli import build_parser
+from agent.settings import PROJECT_ROOT, RetrieveSettings, ServeSettings, Settings, field_bounds
 from scripts.settings_table import table
 
 
@@ -30,3 +31,24 @@ def test_bad_value_is_named() -> None:
 def test_readme_settings_table_is_current() -> None:
     readme = (PROJECT_ROOT / "README.md").read_text()
     assert table() in readme, "README settings table is stale: run `python scripts/settings_table.py --write`"
+
+
+def test_field_bounds_reads_the_declared_limits() -> None:
+    assert field_bounds(RetrieveSettings, "top_k") == (1, 50)
+    assert field_bounds(ServeSettings, "max_question_chars") == (1, None)
+
+
+def test_cli_top_k_has_the_settings_bound() -> None:
+    low, high = field_bounds(RetrieveSettings, "top_k")
+    parser = build_parser()
+    for command in ("search", "ask"):
+        assert parser.parse_args([command, "-k", str(high), "q"]).k == high
+        for outside in (low - 1, high + 1):
+            with pytest.raises(SystemExit):
+                parser.parse_args([command, "-k", str(outside), "q"])
+
+
+def test_llm_section_has_no_max_tokens() -> None:
+    # Every call names its own limit (answer.max_tokens, the follow-up rewrite, the judge, the health probe).
+    with pytest.raises(ValidationError, match="max_tokens"):
+        Settings(llm={"max_tokens": 256})

@@ -1,0 +1,113 @@
+"""Chroma's side of the index: the client, our cosine collections, and our nouns as Chroma records.
+
+A chunk or paper is stored with flat scalar metadata (authors as one `"; "`-joined string, a missing page left
+out rather than stored as None) and read back into `Chunk`, `Paper` or `Passage`. The content hash decides whether
+a chunk needs embedding again. `agent.index.Index` is the only caller; nothing else opens a client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+from urllib.parse import urlparse
+
+from agent.settings import Settings
+from agent.types import Chunk, Paper, Passage
+
+
+def make_client(settings: Settings) -> Any:
+    """An embedded Chroma (PersistentClient in the data dir), or an HttpClient when a server URL is set."""
+    import chromadb
+
+    chroma_settings = chromadb.Settings(anonymized_telemetry=False)
+    url = settings.index.chroma_url
+    if url:
+        parsed = urlparse(url)
+        return chromadb.HttpClient(
+            host=parsed.hostname or "localhost",
+            port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+            ssl=parsed.scheme == "https",
+            settings=chroma_settings,
+        )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.data_dir / "chroma"), settings=chroma_settings)
+
+
+def open_collection(client: Any, name: str, ef_search: int) -> Any:
+    """A cosine collection that stores our vectors (never Chroma's downloading default embedder)."""
+    hnsw = {"space": "cosine", "ef_search": ef_search}
+    collection = client.get_or_create_collection(name, configuration={"hnsw": hnsw}, embedding_function=None)
+    # subtle: Chroma rebuilds its HNSW graph from the log in parallel when a process opens it, so with a
+    # narrow search the tail of the top 60 differed between processes. A search as wide as the collection
+    # is exact and repeatable; an existing collection gets the setting here.
+    current = (collection.configuration_json or {}).get("hnsw") or {}
+    if current.get("ef_search") != ef_search:
+        collection.modify(configuration={"hnsw": {"ef_search": ef_search}})
+    return collection
+
+
+def content_hash(chunk: Chunk, embedder_name: str) -> str:
+    """Changes when anything that goes into the chunk's stored vector or record changes."""
+    key = "\x1f".join([embedder_name, chunk.title, chunk.text, str(chunk.page)])
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()
+
+
+def chunk_metadata(chunk: Chunk, digest: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "paper_id": chunk.paper_id,
+        "title": chunk.title,
+        "position": chunk.position,
+        "source": chunk.source,
+        "hash": digest,
+    }
+    if chunk.page is not None:
+        meta["page"] = chunk.page
+    return meta
+
+
+def paper_metadata(paper: Paper, n_chunks: int) -> dict[str, Any]:
+    meta = {k: v for k, v in paper.metadata().items() if v not in (None, [], "") and k != "paper_id"}
+    meta["authors"] = "; ".join(paper.authors)
+    meta["chunks"] = n_chunks
+    return meta
+
+
+def passage_from_record(chunk_id: str, text: str, meta: dict[str, Any], score: float) -> Passage:
+    return Passage(
+        chunk_id=chunk_id,
+        paper_id=str(meta["paper_id"]),
+        title=str(meta["title"]),
+        text=text,
+        score=float(score),
+        position=int(meta.get("position", 0)),
+        page=meta.get("page"),
+    )
+
+
+def rescored(p: Passage, score: float) -> Passage:
+    return Passage(p.chunk_id, p.paper_id, p.title, p.text, float(score), p.position, p.page)
+
+
+def chunk_from_record(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
+    return Chunk(
+        id=chunk_id,
+        paper_id=str(meta["paper_id"]),
+        title=str(meta["title"]),
+        position=int(meta.get("position", 0)),
+        text=text,
+        page=meta.get("page"),
+        source=str(meta.get("source", "")),
+    )
+
+
+def paper_from_record(paper_id: str, text: str, meta: dict[str, Any]) -> Paper:
+    authors = tuple(a for a in str(meta.get("authors") or "").split("; ") if a)
+    return Paper(
+        id=paper_id,
+        title=str(meta["title"]),
+        text=text,
+        source=str(meta.get("source", "")),
+        authors=authors,
+        year=meta.get("year"),
+        url=meta.get("url"),
+    )
