@@ -3,9 +3,9 @@
     .venv/bin/python bench/bench_embed.py [--backends torch,onnx,onnx-int8] [--repeat 3] [--chunks 783]
 
 The raw baseline, measured in the same run, is sentence-transformers' own `encode` on PyTorch fp32 (what the
-`torch` backend wraps). For each backend: one question at a time (the public set's 51 questions) on 1 thread,
-as `paper-agent serve` runs it, and on every core; then the bundled corpus's chunk texts in batches of 64 on
-every core; and the cosine of each chunk's vector to PyTorch fp32's. Medians over `--repeat` passes.
+`torch` backend wraps). For each backend: one question at a time (the public set's 60 questions) on 1 thread,
+as `paper-agent serve` runs it, and on every core; then the bundled corpus's chunk texts in each backend's own
+batches on every core; and the cosine of each chunk's vector to PyTorch fp32's. Medians over `--repeat` passes.
 The first use of an ONNX backend exports the model once (~15 s), before any timing.
 """
 
