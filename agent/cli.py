@@ -136,7 +136,7 @@ def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
     """Set up whatever is missing (index, model server), then serve the web app until Ctrl-C."""
     from agent.embed import use_threads
     from agent.query_embed import BatchingEmbedder, CachingEmbedder, QueryCache
-    from agent.settings import PROJECT_ROOT
+    from agent.web.server import run
 
     settings = agent.settings
     # Searches embed one short query each: batched, each batch on one thread (set below, after any ingest), they
@@ -158,10 +158,7 @@ def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
     _ready_model_server(settings)
     use_threads(searcher, settings.serve.embed_threads)
     agent.warm_up()  # loads the models and any lexical index now, not during the first request
-    sys.path.insert(0, str(PROJECT_ROOT))  # app.py sits at the top of the checkout (what uvicorn's --app-dir does)
-    import app
-
-    app.run(agent, args.host or settings.serve.host, args.port or settings.serve.port, cache)
+    run(agent, args.host or settings.serve.host, args.port or settings.serve.port, cache)
     return 0
 
 

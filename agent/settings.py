@@ -176,6 +176,9 @@ class ServeSettings(Section):
         ge=0,
         description="Search queries whose vectors the app keeps, so a repeated query is not embedded again; 0 = none.",
     )
+    max_request_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body the web app reads; a larger one gets 413."
+    )
 
 
 class EvalSettings(Section):

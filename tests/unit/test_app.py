@@ -16,7 +16,7 @@ from agent.query_embed import CachingEmbedder, QueryCache
 from agent.service import PaperAgent
 from agent.settings import LLMSettings, ServeSettings, Settings
 from agent.types import Answer, Citation, Delta, Final, Paper, Sources, StreamEvent
-from app import create_app
+from agent.web.app import create_app
 from tests.conftest import HashEmbedder
 
 PROP = Paper(
@@ -142,13 +142,18 @@ def test_ask_passes_history_and_top_k(client: TestClient, agent: FakeAgent) -> N
     assert agent.questions[-1] == ("And its data?", history, 3)
 
 
-@pytest.mark.parametrize("question", ["", "   ", "x" * 201])
-def test_a_bad_question_is_422_naming_the_field(client: TestClient, question: str) -> None:
-    for route in ("/ask", "/ask/stream"):
-        got = client.post(route, json={"question": question})
+@pytest.mark.parametrize("question, says", [("", "at least 1"), ("   ", "pattern"), ("x" * 201, "at most 200")])
+def test_a_bad_question_is_422_naming_the_field(client: TestClient, question: str, says: str) -> None:
+    for route in ("/ask", "/ask/stream", "/v1/chat/completions"):
+        body = (
+            {"messages": [{"role": "user", "content": question}]} if route.startswith("/v1") else {"question": question}
+        )
+        got = client.post(route, json=body)
         assert got.status_code == 422
-        assert error_field(got) == [["body", "question"]]
-        assert "1 to 200 characters" in got.json()["detail"][0]["msg"]
+        if route.startswith("/v1"):  # the last message is checked by hand: its limit is in the message
+            assert error_field(got) == [["body", "messages", 0]] and "1 to 200 characters" in got.text
+        else:
+            assert error_field(got) == [["body", "question"]] and says in got.json()["detail"][0]["msg"]
 
 
 def test_a_missing_question_or_bad_top_k_is_422(client: TestClient) -> None:

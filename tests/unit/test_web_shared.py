@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agent.errors import Overloaded
-from agent.serving import GenerationGate, chat_history, strip_references
+from agent.web.gate import GenerationGate
+from agent.web.history import chat_history, strip_references
 
 
 def test_gate_refuses_past_its_limit_and_reopens() -> None:

@@ -26,24 +26,25 @@ from starlette.concurrency import run_in_threadpool
 
 from agent.errors import AgentError
 from agent.service import PaperAgent
-from agent.serving import (
-    REFERENCES_HEADING,
-    GenerationGate,
-    Metrics,
-    OpenStream,
-    chat_history,
-    error_body,
-    event_stream,
-    message_text,
-    open_events,
-)
 from agent.types import Answer, Delta, Final
+from agent.web.errors import error_body, responses
+from agent.web.gate import GenerationGate
+from agent.web.history import REFERENCES_HEADING, chat_history, message_text
+from agent.web.metrics import Metrics
+from agent.web.stream import OpenStream, event_stream, open_events
 
 MODEL_ID = "paper-agent"
+STREAMED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A `chat.completion`, or with `stream: true` its `chat.completion.chunk`s as Server-Sent Events.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+UNANSWERED = "The model server is down, the index is not built, or too many questions are in flight."
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)  # strict: what the schema says ("yes" is no boolean)
 
     role: str
     content: str | list[dict[str, Any]] | None = None
@@ -51,7 +52,7 @@ class ChatMessage(BaseModel):
 
 class ChatCompletionRequest(BaseModel):
     # Sampling fields (temperature, max_tokens, ...) are accepted and ignored: the agent's settings decide them.
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str = MODEL_ID
     messages: list[ChatMessage] = Field(min_length=1)
@@ -125,7 +126,12 @@ def openai_router(paper_agent: PaperAgent, gate: GenerationGate, metrics: Metric
         card = {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "paper-agent"}
         return {"object": "list", "data": [card]}
 
-    @router.post("/chat/completions", summary="Answer the last user message, with citations", response_model=None)
+    @router.post(
+        "/chat/completions",
+        summary="Answer the last user message, with citations",
+        response_model=None,
+        responses=STREAMED | responses(e413="The request body is too large.", e503=UNANSWERED),
+    )
     async def chat_completions(body: ChatCompletionRequest) -> dict[str, Any] | StreamingResponse:
         question, history = split_messages(body.messages, max_chars)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"

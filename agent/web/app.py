@@ -1,0 +1,88 @@
+"""The app factory: question routes, the OpenAI-compatible `/v1`, health, metrics and the chat UI on one FastAPI.
+
+Routes only compose `PaperAgent` methods; `paper-agent serve` prepares the index and model server, then serves
+`create_app()` (`agent/web/server.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
+from starlette.exceptions import HTTPException
+
+from agent.errors import AgentError
+from agent.llm import health as model_health
+from agent.query_embed import QueryCache
+from agent.service import PaperAgent
+from agent.web.auth import api_key_guard
+from agent.web.body_limit import BodyLimitMiddleware
+from agent.web.errors import handle_agent_error, handle_http_error, handle_validation_error, responses
+from agent.web.methods import MethodNotAllowedMiddleware
+from agent.web.metrics import Metrics, MetricsMiddleware
+from agent.web.openai_api import openai_router
+from agent.web.questions import question_routes
+
+PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text."}
+}
+
+
+def create_app(paper_agent: PaperAgent | None = None, query_cache: QueryCache | None = None) -> FastAPI:
+    """The whole web app around one `PaperAgent` (built from the environment's settings if not given);
+    `/metrics` reports `query_cache`'s hits, if given (the agent's embedder is the one that fills it)."""
+    paper_agent = paper_agent or PaperAgent()
+    serve = paper_agent.settings.serve
+    metrics = Metrics()
+    if query_cache is not None:
+        metrics.watch(query_cache)
+    gate = metrics.gate(serve.max_queue, serve.retry_after_s)
+
+    app = FastAPI(
+        title="Paper Agent",
+        version="0.1.0",
+        description="Cited answers over a collection of research papers. The chat UI is at `/`.",
+    )
+    app.state.agent, app.state.gate, app.state.metrics = paper_agent, gate, metrics
+    # The last one added runs first: metrics count the 405s and 413s too.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=serve.max_request_bytes)
+    if serve.ui:
+        app.add_middleware(MethodNotAllowedMiddleware, api=app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_exception_handler(AgentError, handle_agent_error)
+    app.add_exception_handler(HTTPException, handle_http_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+
+    @app.get("/health", tags=["operations"], summary="Index size and model server health")
+    def health() -> dict[str, Any]:
+        """Index size and whether the model server really generates (a 1-token request). Never needs a key."""
+        index = paper_agent.index.stats()
+        model = model_health(paper_agent.chat_model)
+        ok = model["ok"] and index["chunks"] > 0
+        return {"status": "ok" if ok else "degraded", "index": index, "model": model}
+
+    guarded = [Depends(api_key_guard(serve.api_key))] if serve.api_key else []
+    unauthorized = responses(e401="Missing or wrong API key (`Authorization: Bearer KEY`).") if serve.api_key else {}
+    app.include_router(question_routes(paper_agent, gate, metrics), dependencies=guarded, responses=unauthorized)
+    v1 = openai_router(paper_agent, gate, metrics)
+    app.include_router(v1, prefix="/v1", dependencies=guarded, responses=unauthorized)
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        dependencies=guarded,
+        response_class=PlainTextResponse,
+        responses=PROMETHEUS_TEXT | unauthorized,
+    )
+    def prometheus() -> PlainTextResponse:
+        text, content_type = metrics.render()
+        return PlainTextResponse(text, media_type=content_type)
+
+    if serve.ui:
+        from agent.web.ui import mount_ui  # Gradio is slow to import; tests of the API alone skip it
+
+        mount_ui(app, paper_agent, gate, metrics)
+    return app

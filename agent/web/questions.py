@@ -1,0 +1,115 @@
+"""/ask, /ask/stream, /search and /papers/{id}: each route one call of `PaperAgent`.
+
+Their limits are declared in the schema (so `/docs` and clients see them) and checked by it: a question is 1 to
+`serve.max_question_chars` characters, not all blank; `top_k` and `k` take the range of `retrieve.top_k`.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads these routes' annotations, which name classes
+# defined inside `question_routes`, at run time.
+from typing import Annotated, Any, Literal, cast
+
+import annotated_types
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.errors import PaperNotFound
+from agent.service import PaperAgent
+from agent.settings import RetrieveSettings
+from agent.web.errors import ERROR_BODY_MODEL, responses
+from agent.web.gate import GenerationGate
+from agent.web.metrics import Metrics
+from agent.web.stream import EventStreamResponse, event_stream, open_events, sse_body
+
+NOT_BLANK = r"\S"  # JSON Schema patterns match anywhere: at least one character that is not white space
+
+
+def setting_range(section: type[BaseModel], name: str) -> tuple[int, int]:
+    """(least, most) a setting accepts, from its field's `ge`/`le`: so the HTTP limit cannot drift from it."""
+    metadata = section.model_fields[name].metadata
+    least = next(m.ge for m in metadata if isinstance(m, annotated_types.Ge))
+    most = next(m.le for m in metadata if isinstance(m, annotated_types.Le))
+    return cast(int, least), cast(int, most)
+
+
+TOP_K = setting_range(RetrieveSettings, "top_k")
+
+
+class ChatTurn(BaseModel):
+    model_config = ConfigDict(strict=True)  # what the schema says: "5" is not an integer, "yes" not a boolean
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
+def question_routes(paper_agent: PaperAgent, gate: GenerationGate, metrics: Metrics) -> APIRouter:
+    """/ask, /ask/stream, /search, /papers/{id}."""
+    router = APIRouter(tags=["questions"])
+    limit = paper_agent.settings.serve.max_question_chars
+    unanswered = "The model server is down, the index is not built, or too many questions are in flight."
+
+    class AskRequest(BaseModel):
+        model_config = ConfigDict(strict=True)
+
+        question: str = Field(
+            min_length=1, max_length=limit, pattern=NOT_BLANK, description=f"The question: 1 to {limit} characters."
+        )
+        history: list[ChatTurn] | None = Field(None, description="Earlier turns, oldest first, for follow-ups.")
+        top_k: int | None = Field(
+            None,
+            ge=TOP_K[0],
+            le=TOP_K[1],
+            description="Papers whose best passage the model sees (default: answer.max_passages).",
+        )
+
+    @router.post(
+        "/ask",
+        summary="Answer a question with cited papers",
+        responses=responses(e413="The request body is too large.", e503=unanswered),
+    )
+    def ask(body: AskRequest) -> dict[str, Any]:
+        history = [t.model_dump() for t in body.history or []]
+        with gate.admit():
+            answer = paper_agent.ask(body.question.strip(), history=history, top_k=body.top_k)
+        metrics.observe_ttft("/ask", answer)
+        return answer.to_json()
+
+    @router.post(
+        "/ask/stream",
+        summary="Answer as Server-Sent Events: sources, deltas, then the final answer",
+        response_class=EventStreamResponse,
+        responses=responses(e413="The request body is too large.", e503=unanswered),
+    )
+    async def ask_stream(body: AskRequest) -> EventStreamResponse:
+        history = [t.model_dump() for t in body.history or []]
+        stream = await open_events(
+            lambda: paper_agent.ask_stream(body.question.strip(), history=history, top_k=body.top_k),
+            gate,
+            metrics.ttft.labels("/ask/stream"),
+        )
+        return event_stream(sse_body(stream), stream)
+
+    @router.get("/search", summary="Rank papers for a query", responses=responses(e503="The index is not built."))
+    def search(
+        q: Annotated[
+            str, Query(min_length=1, max_length=limit, pattern=NOT_BLANK, description=f"1 to {limit} characters.")
+        ],
+        k: Annotated[int, Query(ge=TOP_K[0], le=TOP_K[1], description="Papers to return.")] = (
+            paper_agent.settings.retrieve.top_k
+        ),
+    ) -> dict[str, Any]:
+        query = q.strip()
+        return {"query": query, "results": [hit.to_json() for hit in paper_agent.search(query, k)]}
+
+    @router.get(
+        "/papers/{paper_id}",
+        summary="A paper's title, abstract and metadata",
+        responses=responses(e404="No paper with this id.", e503="The index is not built.")
+        | {404: ERROR_BODY_MODEL | {"description": "No paper with this id."}},
+    )
+    def paper(paper_id: Annotated[str, Path(description="A paper id, as search results give it.")]) -> dict[str, Any]:
+        found = paper_agent.index.get_paper(paper_id)
+        if found is None:
+            raise PaperNotFound(paper_id)
+        return found.metadata() | {"abstract": found.text}
+
+    return router
