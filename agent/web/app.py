@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from starlette.exceptions import HTTPException
@@ -74,7 +74,7 @@ def create_app(paper_agent: PaperAgent | None = None, query_cache: QueryCache | 
         tags=["operations"],
         summary="Prometheus metrics",
         dependencies=guarded,
-        response_class=PlainTextResponse,
+        response_class=Response,  # the success is documented below: Prometheus text; errors are JSON
         responses=PROMETHEUS_TEXT | unauthorized,
     )
     def prometheus() -> PlainTextResponse:

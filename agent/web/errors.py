@@ -90,21 +90,18 @@ def _shortened(error: Any) -> dict[str, Any]:
 def responses(**descriptions: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for error statuses, e.g. `responses(e503="The index is not built.")`.
 
-    subtle: the content is spelled out, not given as `model`, because FastAPI would document a model under the
-    route's own media type (`text/event-stream`, `text/plain`) where the error is JSON. `ERROR_BODY_MODEL` (on
-    /papers/{id}'s 404) is what puts the schema in the components.
+    subtle: FastAPI documents a `model` under the route's own media type; routes whose success is not JSON
+    (SSE, Prometheus text) therefore declare `response_class=Response`, which has none, so errors stay JSON.
     """
     documented: dict[int | str, dict[str, Any]] = {}
     for key, description in descriptions.items():
         status = int(key.removeprefix("e"))
-        documented[status] = {"content": {"application/json": {"schema": ERROR_BODY_REF}}, "description": description}
+        documented[status] = {"model": ErrorBody, "description": description}
         if status == 503:
             documented[status]["headers"] = {"Retry-After": RETRY_AFTER}
     return documented
 
 
-ERROR_BODY_REF = {"$ref": "#/components/schemas/ErrorBody"}
-ERROR_BODY_MODEL = {"model": ErrorBody}
 RETRY_AFTER = {
     "description": "Seconds to wait before asking again; sent when too many questions are in flight.",
     "required": False,

@@ -9,19 +9,20 @@ verification drops, and a chat client cannot take text back; so the draft stream
 (what front ends show as the model "thinking", as for vLLM's reasoning models) and the checked answer follows.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI reads the route's annotation, a class defined inside
+# `openai_router` (its limit is a setting), at run time.
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import annotated_types
 from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 
 from agent.errors import AgentError
@@ -31,43 +32,67 @@ from agent.web.errors import error_body, responses
 from agent.web.gate import GenerationGate
 from agent.web.history import REFERENCES_HEADING, chat_history, message_text
 from agent.web.metrics import Metrics
-from agent.web.stream import OpenStream, event_stream, open_events
+from agent.web.stream import OpenStream, event_stream, open_events, sse_content
 
 MODEL_ID = "paper-agent"
 STREAMED: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "A `chat.completion`, or with `stream: true` its `chat.completion.chunk`s as Server-Sent Events.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-    }
+    200: sse_content("A `chat.completion`, or with `stream: true` its `chat.completion.chunk`s (`data`, then [DONE]).")
 }
+UNREADABLE = "The body could not be read as JSON (e.g. it is not UTF-8)."
 UNANSWERED = "The model server is down, the index is not built, or too many questions are in flight."
 
 
-class ChatMessage(BaseModel):
+class OtherMessage(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)  # strict: what the schema says ("yes" is no boolean)
 
-    role: str
+    role: Literal["system", "developer", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
 
 
-class ChatCompletionRequest(BaseModel):
-    # Sampling fields (temperature, max_tokens, ...) are accepted and ignored: the agent's settings decide them.
-    model_config = ConfigDict(extra="allow", strict=True)
+def request_model(max_chars: int) -> type[BaseModel]:
+    """The request, with a user message's text held to the question's limit (a setting, hence built here)."""
+    question = StringConstraints(min_length=1, max_length=max_chars, pattern=r"\S")
 
-    model: str = MODEL_ID
-    messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    class TextPart(BaseModel):
+        model_config = ConfigDict(extra="allow", strict=True)
+
+        type: Literal["text"]
+        text: Annotated[str, question]
+
+    class UserMessage(BaseModel):
+        model_config = ConfigDict(extra="allow", strict=True)
+
+        role: Literal["user"]
+        content: Annotated[str, question] | Annotated[list[TextPart], annotated_types.Len(1, 1)]
+
+    has_question: dict[str, Any] = {
+        "contains": {"type": "object", "properties": {"role": {"const": "user"}}, "required": ["role"]}
+    }
+
+    class ChatCompletionRequest(BaseModel):
+        # Sampling fields (temperature, max_tokens, ...) are accepted and ignored: the agent's settings decide them.
+        model_config = ConfigDict(extra="allow", strict=True)
+
+        model: str = MODEL_ID
+        messages: list[Annotated[UserMessage | OtherMessage, Field(discriminator="role")]] = Field(
+            min_length=1,
+            json_schema_extra=has_question,
+            description="The last user message is the question, those before it its history; any after it "
+            f"are left out. A user message is 1 to {max_chars} characters.",
+        )
+        stream: bool = False
+
+    return ChatCompletionRequest
 
 
-def split_messages(messages: list[ChatMessage], max_chars: int) -> tuple[str, list[dict[str, str]]]:
-    """(question, history): the last message must be the user's; 422 naming `messages` otherwise."""
-    last = messages[-1]
-    question = message_text(last.content).strip()
-    if last.role != "user" or not question or len(question) > max_chars:
-        msg = f"messages: the last message must be the user's question, 1 to {max_chars} characters"
-        error = {"type": "value_error", "loc": ("body", "messages", len(messages) - 1), "msg": msg, "input": None}
-        raise RequestValidationError([error])
-    return question, chat_history([m.model_dump() for m in messages[:-1]])
+def split_messages(messages: list[Any], max_chars: int) -> tuple[str, list[dict[str, str]]]:
+    """(question, history): the last user message and the messages before it; 422 naming `messages` if none."""
+    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
+    question = message_text(messages[last].model_dump()["content"]).strip() if last is not None else ""
+    if last is None or not question or len(question) > max_chars:
+        msg = f"messages: a user message must hold the question, 1 to {max_chars} characters"
+        raise RequestValidationError([{"type": "value_error", "loc": ("body", "messages"), "msg": msg, "input": None}])
+    return question, chat_history([m.model_dump() for m in messages[:last]])
 
 
 def references(answer: Answer) -> str:
@@ -120,6 +145,7 @@ def openai_router(paper_agent: PaperAgent, gate: GenerationGate, metrics: Metric
     """The OpenAI-compatible routes, to mount under `/v1`."""
     router = APIRouter(tags=["OpenAI-compatible"])
     max_chars = paper_agent.settings.serve.max_question_chars
+    ChatCompletionRequest = request_model(max_chars)
 
     @router.get("/models", summary="The one model: the agent")
     def models() -> dict[str, Any]:
@@ -130,12 +156,15 @@ def openai_router(paper_agent: PaperAgent, gate: GenerationGate, metrics: Metric
         "/chat/completions",
         summary="Answer the last user message, with citations",
         response_model=None,
-        responses=STREAMED | responses(e413="The request body is too large.", e503=UNANSWERED),
+        responses=STREAMED | responses(e400=UNREADABLE, e413="The request body is too large.", e503=UNANSWERED),
     )
-    async def chat_completions(body: ChatCompletionRequest) -> dict[str, Any] | StreamingResponse:
-        question, history = split_messages(body.messages, max_chars)
+    async def chat_completions(
+        body: ChatCompletionRequest,  # type: ignore[valid-type]  # a class built for this app's limit
+    ) -> dict[str, Any] | StreamingResponse:
+        request: Any = body
+        question, history = split_messages(request.messages, max_chars)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        if not body.stream:
+        if not request.stream:
             # The place is held in the worker thread: a client that goes away does not stop the generation.
             answer = await run_in_threadpool(gate.call, paper_agent.ask, question, history)
             metrics.observe_ttft("/v1/chat/completions", answer)

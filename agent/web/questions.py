@@ -6,20 +6,27 @@ Their limits are declared in the schema (so `/docs` and clients see them) and ch
 
 # No `from __future__ import annotations`: FastAPI reads these routes' annotations, which name classes
 # defined inside `question_routes`, at run time.
+import re
 from typing import Annotated, Any, Literal, cast
 
 import annotated_types
-from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from agent.errors import PaperNotFound
 from agent.service import PaperAgent
 from agent.settings import RetrieveSettings
-from agent.web.errors import ERROR_BODY_MODEL, responses
+from agent.web.errors import responses
 from agent.web.gate import GenerationGate
 from agent.web.metrics import Metrics
-from agent.web.stream import EventStreamResponse, event_stream, open_events, sse_body
+from agent.web.stream import event_stream, open_events, sse_body, sse_content
 
+UNREADABLE = "The body could not be read as JSON (e.g. it is not UTF-8)."
+SSE_EVENTS: dict[int | str, dict[str, Any]] = {
+    200: sse_content(
+        "Events `sources`, `delta`s, then `final` (or `error`); `data` is JSON.", ("sources", "delta", "final", "error")
+    )
+}
 NOT_BLANK = r"\S"  # JSON Schema patterns match anywhere: at least one character that is not white space
 
 
@@ -32,6 +39,16 @@ def setting_range(section: type[BaseModel], name: str) -> tuple[int, int]:
 
 
 TOP_K = setting_range(RetrieveSettings, "top_k")
+
+
+def whole_number(value: Any) -> Any:
+    """JSON Schema's integers include 45.0: as 45 (strict validation then refuses "45" and true, as the schema does)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def whole_number_text(value: Any) -> Any:
+    """A query string's "45.0" as "45" (how a client may write an integer)."""
+    return value.split(".")[0] if isinstance(value, str) and re.fullmatch(r"-?\d+\.0+", value) else value
 
 
 class ChatTurn(BaseModel):
@@ -54,7 +71,7 @@ def question_routes(paper_agent: PaperAgent, gate: GenerationGate, metrics: Metr
             min_length=1, max_length=limit, pattern=NOT_BLANK, description=f"The question: 1 to {limit} characters."
         )
         history: list[ChatTurn] | None = Field(None, description="Earlier turns, oldest first, for follow-ups.")
-        top_k: int | None = Field(
+        top_k: Annotated[int | None, BeforeValidator(whole_number)] = Field(
             None,
             ge=TOP_K[0],
             le=TOP_K[1],
@@ -64,7 +81,7 @@ def question_routes(paper_agent: PaperAgent, gate: GenerationGate, metrics: Metr
     @router.post(
         "/ask",
         summary="Answer a question with cited papers",
-        responses=responses(e413="The request body is too large.", e503=unanswered),
+        responses=responses(e400=UNREADABLE, e413="The request body is too large.", e503=unanswered),
     )
     def ask(body: AskRequest) -> dict[str, Any]:
         history = [t.model_dump() for t in body.history or []]
@@ -76,10 +93,10 @@ def question_routes(paper_agent: PaperAgent, gate: GenerationGate, metrics: Metr
     @router.post(
         "/ask/stream",
         summary="Answer as Server-Sent Events: sources, deltas, then the final answer",
-        response_class=EventStreamResponse,
-        responses=responses(e413="The request body is too large.", e503=unanswered),
+        response_class=Response,  # the success is documented below: SSE; errors are JSON
+        responses=SSE_EVENTS | responses(e400=UNREADABLE, e413="The request body is too large.", e503=unanswered),
     )
-    async def ask_stream(body: AskRequest) -> EventStreamResponse:
+    async def ask_stream(body: AskRequest) -> Response:
         history = [t.model_dump() for t in body.history or []]
         stream = await open_events(
             lambda: paper_agent.ask_stream(body.question.strip(), history=history, top_k=body.top_k),
@@ -93,9 +110,9 @@ def question_routes(paper_agent: PaperAgent, gate: GenerationGate, metrics: Metr
         q: Annotated[
             str, Query(min_length=1, max_length=limit, pattern=NOT_BLANK, description=f"1 to {limit} characters.")
         ],
-        k: Annotated[int, Query(ge=TOP_K[0], le=TOP_K[1], description="Papers to return.")] = (
-            paper_agent.settings.retrieve.top_k
-        ),
+        k: Annotated[
+            int, Query(ge=TOP_K[0], le=TOP_K[1], description="Papers to return."), BeforeValidator(whole_number_text)
+        ] = (paper_agent.settings.retrieve.top_k),
     ) -> dict[str, Any]:
         query = q.strip()
         return {"query": query, "results": [hit.to_json() for hit in paper_agent.search(query, k)]}
@@ -103,8 +120,7 @@ def question_routes(paper_agent: PaperAgent, gate: GenerationGate, metrics: Metr
     @router.get(
         "/papers/{paper_id}",
         summary="A paper's title, abstract and metadata",
-        responses=responses(e404="No paper with this id.", e503="The index is not built.")
-        | {404: ERROR_BODY_MODEL | {"description": "No paper with this id."}},
+        responses=responses(e404="No paper with this id.", e503="The index is not built."),
     )
     def paper(paper_id: Annotated[str, Path(description="A paper id, as search results give it.")]) -> dict[str, Any]:
         found = paper_agent.index.get_paper(paper_id)

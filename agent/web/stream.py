@@ -24,9 +24,15 @@ from agent.web.gate import GenerationGate
 
 
 class EventStreamResponse(StreamingResponse):
-    """A `text/event-stream` response (as a route's `response_class`, it puts that media type in the schema)."""
-
     media_type = "text/event-stream"
+
+
+def sse_content(description: str, events: tuple[str, ...] = ()) -> dict[str, Any]:
+    """An OpenAPI response of Server-Sent Events: each event (`itemSchema`) has `data` and one of `events`."""
+    event: dict[str, Any] = {"type": "object", "required": ["data"], "properties": {"data": {"type": "string"}}}
+    if events:
+        event["properties"]["event"] = {"type": "string", "enum": list(events)}
+    return {"description": description, "content": {"text/event-stream": {"itemSchema": event}}}
 
 
 async def first_events(events: Iterator[StreamEvent]) -> list[StreamEvent]:

@@ -150,8 +150,8 @@ def test_a_bad_question_is_422_naming_the_field(client: TestClient, question: st
         )
         got = client.post(route, json=body)
         assert got.status_code == 422
-        if route.startswith("/v1"):  # the last message is checked by hand: its limit is in the message
-            assert error_field(got) == [["body", "messages", 0]] and "1 to 200 characters" in got.text
+        if route.startswith("/v1"):  # a user message's content: a string, or one text part
+            assert error_field(got)[0][:5] == ["body", "messages", 0, "user", "content"] and says in got.text
         else:
             assert error_field(got) == [["body", "question"]] and says in got.json()["detail"][0]["msg"]
 
@@ -350,10 +350,28 @@ def test_chat_completion_history_drops_system_prompts_and_references(client: Tes
     ]
 
 
-def test_chat_completion_without_a_final_user_message_is_422(client: TestClient) -> None:
+def test_chat_completion_without_a_user_message_is_422(client: TestClient) -> None:
     got = client.post("/v1/chat/completions", json={"messages": [{"role": "assistant", "content": "hi"}]})
-    assert got.status_code == 422 and error_field(got) == [["body", "messages", 0]]
+    assert got.status_code == 422 and error_field(got) == [["body", "messages"]]
     assert client.post("/v1/chat/completions", json={"messages": []}).status_code == 422
+    unknown_role = {"messages": [{"role": "wizard", "content": "hi"}, {"role": "user", "content": "PROP?"}]}
+    assert client.post("/v1/chat/completions", json=unknown_role).status_code == 422
+
+
+def test_chat_completion_answers_the_last_user_message_and_leaves_out_later_ones(
+    client: TestClient, agent: FakeAgent
+) -> None:
+    messages = [
+        {"role": "user", "content": "What is PROP?"},
+        {"role": "assistant", "content": "A method."},
+        {"role": "user", "content": [{"type": "text", "text": "What does it predict?"}]},
+        {"role": "assistant", "content": "It predicts"},  # a prefill: not part of the question
+    ]
+    assert client.post("/v1/chat/completions", json={"messages": messages}).status_code == 200
+    assert agent.questions[-1][:2] == (
+        "What does it predict?",
+        [{"role": "user", "content": "What is PROP?"}, {"role": "assistant", "content": "A method."}],
+    )
 
 
 def test_chat_completion_stream_carries_the_draft_as_reasoning_and_the_verified_answer(client: TestClient) -> None:

@@ -46,9 +46,9 @@ def test_limits_are_declared_in_the_schema(client: TestClient) -> None:
 def test_every_status_a_route_returns_is_documented_with_its_body(client: TestClient) -> None:
     paths = schema_of(client)["paths"]
     documented = {
-        ("/ask", "post"): {"200", "413", "422", "503"},
-        ("/ask/stream", "post"): {"200", "413", "422", "503"},
-        ("/v1/chat/completions", "post"): {"200", "413", "422", "503"},
+        ("/ask", "post"): {"200", "400", "413", "422", "503"},
+        ("/ask/stream", "post"): {"200", "400", "413", "422", "503"},
+        ("/v1/chat/completions", "post"): {"200", "400", "413", "422", "503"},
         ("/search", "get"): {"200", "422", "503"},
         ("/papers/{paper_id}", "get"): {"200", "404", "422", "503"},
         ("/metrics", "get"): {"200"},
@@ -64,7 +64,14 @@ def test_every_status_a_route_returns_is_documented_with_its_body(client: TestCl
 def test_media_types_are_what_the_routes_send(client: TestClient) -> None:
     paths = schema_of(client)["paths"]
     assert set(paths["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
-    assert set(paths["/ask/stream"]["post"]["responses"]["200"]["content"]) == {"text/event-stream"}
+    stream = paths["/ask/stream"]["post"]["responses"]["200"]["content"]
+    assert set(stream) == {"text/event-stream"}
+    assert stream["text/event-stream"]["itemSchema"]["properties"]["event"]["enum"] == [
+        "sources",
+        "delta",
+        "final",
+        "error",
+    ]
     completions = paths["/v1/chat/completions"]["post"]["responses"]["200"]["content"]
     assert set(completions) == {"application/json", "text/event-stream"}
     assert client.get("/metrics").headers["content-type"].startswith("text/plain")
