@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: run test unit lint bench eval install system-deps clean
+.PHONY: run test unit lint fuzz bench eval install system-deps clean
 
 run: install            ## ingest if needed, start the local model server if none is set, serve the app
 	$(VENV)/bin/paper-agent serve
@@ -17,6 +17,9 @@ unit: install
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+
+fuzz: install           ## schemathesis, all checks, every operation of a `paper-agent serve` it starts
+	$(PY) scripts/fuzz_api.py
 
 bench: install
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -125,6 +125,17 @@ def test_a_body_over_the_limit_is_413(tmp_path: Path) -> None:
         assert client.post("/ask", json={"question": "What is PROP?"}).status_code == 200
 
 
+def test_a_body_without_a_length_is_counted_and_refused_past_the_limit(tmp_path: Path) -> None:
+    def chunks() -> Iterator[bytes]:  # sent chunked: no Content-Length to refuse it by
+        yield b'{"question": "'
+        yield b"x" * 4000
+        yield b'"}'
+
+    with TestClient(create_app(make_agent(tmp_path, max_request_bytes=2048))) as client:
+        got = client.post("/ask", content=chunks(), headers={"Content-Type": "application/json"})
+    assert got.status_code == 413 and got.json()["error"]["code"] == 413
+
+
 def test_a_huge_question_is_refused_without_echoing_it(client: TestClient, tmp_path: Path) -> None:
     huge = "x" * 2_000_000
     assert client.post("/ask", json={"question": huge}).status_code == 413  # the default bound is 1 MiB

@@ -1,0 +1,18 @@
+"""The real app (`paper-agent serve`, real model server) fuzzed from its own OpenAPI schema: no failures, no 5xx."""
+
+from __future__ import annotations
+
+import pytest
+
+from scripts.fuzz_api import fuzz
+from tests.integration.conftest import RunningApp
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_schema_holds_under_fuzzing_with_all_checks(app_server: RunningApp) -> None:
+    """Every operation, /ask and /v1/chat/completions included, with few cases each (some reach the model)."""
+    result = fuzz(app_server.url, 5)
+    report = result.stdout + result.stderr
+    assert result.returncode == 0, report[-8000:]
+    assert "Server error" not in report and "No issues found" in report, report[-8000:]
