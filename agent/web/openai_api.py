@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-import annotated_types
 from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
@@ -63,7 +62,7 @@ def request_model(max_chars: int) -> type[BaseModel]:
         model_config = ConfigDict(extra="allow", strict=True)
 
         role: Literal["user"]
-        content: Annotated[str, question] | Annotated[list[TextPart], annotated_types.Len(1, 1)]
+        content: Annotated[str, question] | Annotated[list[TextPart], Field(min_length=1, max_length=1)]
 
     has_question: dict[str, Any] = {
         "contains": {"type": "object", "properties": {"role": {"const": "user"}}, "required": ["role"]}

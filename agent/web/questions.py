@@ -7,15 +7,14 @@ Their limits are declared in the schema (so `/docs` and clients see them) and ch
 # No `from __future__ import annotations`: FastAPI reads these routes' annotations, which name classes
 # defined inside `question_routes`, at run time.
 import re
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
-import annotated_types
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from agent.errors import PaperNotFound
 from agent.service import PaperAgent
-from agent.settings import RetrieveSettings
+from agent.settings import RetrieveSettings, field_bounds
 from agent.web.errors import responses
 from agent.web.gate import GenerationGate
 from agent.web.metrics import Metrics
@@ -30,15 +29,7 @@ SSE_EVENTS: dict[int | str, dict[str, Any]] = {
 NOT_BLANK = r"\S"  # JSON Schema patterns match anywhere: at least one character that is not white space
 
 
-def setting_range(section: type[BaseModel], name: str) -> tuple[int, int]:
-    """(least, most) a setting accepts, from its field's `ge`/`le`: so the HTTP limit cannot drift from it."""
-    metadata = section.model_fields[name].metadata
-    least = next(m.ge for m in metadata if isinstance(m, annotated_types.Ge))
-    most = next(m.le for m in metadata if isinstance(m, annotated_types.Le))
-    return cast(int, least), cast(int, most)
-
-
-TOP_K = setting_range(RetrieveSettings, "top_k")
+TOP_K: tuple[int, int] = field_bounds(RetrieveSettings, "top_k")  # one limit: the setting's own
 
 
 def whole_number(value: Any) -> Any:
