@@ -63,8 +63,9 @@ def test_a_researcher_asks_and_reads_the_cited_sources(
     expect(page.locator("#question textarea")).to_be_visible(timeout=60_000)
     _ask(page, question)
 
-    # The answer streams in (the draft shows before the final answer replaces it), with [n] markers.
-    expect(page.locator("#chat .answer-meta.checking").first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    # The answer streams in with [n] markers. The draft's "checking" state is not awaited: with the sentence
+    # vectors stored and a lookup answered in ~0.2 s it can come and go between two polls (the stream's events are
+    # checked event by event in test_app.py's SSE tests).
     cite = page.locator("#chat a.cite").first
     expect(cite).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
     expect(page.locator("#chat .answer-meta.checking")).to_have_count(0, timeout=ANSWER_TIMEOUT_MS)
