@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from agent.corpus import read_paths
 from agent.settings import Settings
+from agent.types import Paper
 
 
 class HashEmbedder:
@@ -25,6 +28,26 @@ class HashEmbedder:
                 out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(norms == 0, 1.0, norms)
+
+
+class RecordingEmbedder(HashEmbedder):
+    """The hash embedder with a fingerprint (so a shipped file can stand for it), recording every text it embeds."""
+
+    fingerprint = "hash/test; v1"
+
+    def __init__(self) -> None:
+        self.embedded: list[str] = []
+
+    def embed(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
+        self.embedded.extend(texts)
+        return super().embed(texts)
+
+
+def papers_from(tmp_path: Path, papers: dict[str, str]) -> list[Paper]:
+    """`papers` (title -> abstract) as ingest reads them, through a JSONL file in `tmp_path`."""
+    path = tmp_path / "papers.jsonl"
+    path.write_text("".join(json.dumps({"title": t, "abstract": a}) + "\n" for t, a in papers.items()))
+    return read_paths([path]).papers
 
 
 @pytest.fixture

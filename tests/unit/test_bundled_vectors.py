@@ -17,36 +17,21 @@ from agent.query_embed import BatchingEmbedder
 from agent.settings import BUNDLED_CORPUS, EmbedSettings, IndexSettings, Settings
 from agent.types import Paper
 from scripts.bundle_vectors import bundle, chunk_texts
-from tests.conftest import HashEmbedder
+from tests.conftest import HashEmbedder, RecordingEmbedder, papers_from
 
 LONG = " ".join(f"Sentence {i} is about sparse attention kernels and how fast they run." for i in range(40))
 PAPERS = {"Alpha": "About alpha particles.", "Beta": LONG, "Gamma": "Gamma rays from distant stars."}
 
 
-class ShippableEmbedder(HashEmbedder):
-    """The hash embedder with a fingerprint (so a file can stand for it), recording every text it embeds."""
-
-    fingerprint = "hash/test; v1"
-
-    def __init__(self) -> None:
-        self.embedded: list[str] = []
-
-    def embed(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
-        self.embedded.extend(texts)
-        return super().embed(texts)
-
-
-def _papers(tmp_path: Path, papers: dict[str, str]) -> list[Paper]:
-    path = tmp_path / "papers.jsonl"
-    path.write_text("".join(json.dumps({"title": t, "abstract": a}) + "\n" for t, a in papers.items()))
-    return read_paths([path]).papers
+class ShippableEmbedder(RecordingEmbedder):
+    """The recording hash embedder, under the name these tests give a file's maker."""
 
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     """A vectors folder holding the file for PAPERS, made by the regeneration script's own function."""
     folder = tmp_path / "vectors"
-    bundle(_papers(tmp_path, PAPERS), ShippableEmbedder(), IndexSettings(), folder)
+    bundle(papers_from(tmp_path, PAPERS), ShippableEmbedder(), IndexSettings(), folder)
     return folder
 
 
@@ -74,7 +59,7 @@ def test_matching_chunks_take_the_shipped_vectors_and_the_model_is_not_called(
     folder: Path, tmp_settings: Settings, tmp_path: Path
 ) -> None:
     embedder = ShippableEmbedder()
-    papers = _papers(tmp_path, PAPERS)
+    papers = papers_from(tmp_path, PAPERS)
     index, stats = _ingest(tmp_settings, folder, papers, embedder)
     assert embedder.embedded == []
     assert stats.shipped == stats.embedded == stats.chunks > len(PAPERS)  # Beta has several chunks
@@ -85,7 +70,7 @@ def test_matching_chunks_take_the_shipped_vectors_and_the_model_is_not_called(
 
 def test_only_chunks_the_file_lacks_are_embedded(folder: Path, tmp_settings: Settings, tmp_path: Path) -> None:
     embedder = ShippableEmbedder()
-    papers = _papers(tmp_path, PAPERS | {"Delta": "Delta wings at high speed."})
+    papers = papers_from(tmp_path, PAPERS | {"Delta": "Delta wings at high speed."})
     _, stats = _ingest(tmp_settings, folder, papers, embedder)
     assert embedder.embedded == ["Delta\nDelta wings at high speed."]
     assert stats.shipped == stats.chunks - 1
@@ -104,7 +89,7 @@ def test_changed_text_is_embedded(
 ) -> None:
     embedder = ShippableEmbedder()
     papers = {k: v for k, v in PAPERS.items() if k != "Alpha"} | changed
-    _, stats = _ingest(tmp_settings, folder, _papers(tmp_path, papers), embedder)
+    _, stats = _ingest(tmp_settings, folder, papers_from(tmp_path, papers), embedder)
     ((title, text),) = changed.items()
     assert embedder.embedded == [f"{title}\n{text}"]
     assert stats.shipped == stats.chunks - 1
@@ -127,7 +112,7 @@ def test_another_model_embeds_everything(
     embedder_type: type[ShippableEmbedder], folder: Path, tmp_settings: Settings, tmp_path: Path
 ) -> None:
     embedder = embedder_type()
-    _, stats = _ingest(tmp_settings, folder, _papers(tmp_path, PAPERS), embedder)
+    _, stats = _ingest(tmp_settings, folder, papers_from(tmp_path, PAPERS), embedder)
     assert len(embedder.embedded) == stats.chunks and stats.shipped == 0
 
 
@@ -138,7 +123,7 @@ def test_other_chunker_settings_refuse_the_whole_file(
     settings = Settings(data_dir=tmp_path / "index", index=IndexSettings(chunk_tokens=128))
     embedder = ShippableEmbedder()
     with caplog.at_level(logging.INFO, logger="agent.bundled_vectors"):
-        _, stats = _ingest(settings, folder, _papers(tmp_path, PAPERS), embedder)
+        _, stats = _ingest(settings, folder, papers_from(tmp_path, PAPERS), embedder)
     assert len(embedder.embedded) == stats.chunks and stats.shipped == 0
     assert "chunk_tokens: file 256, here 128" in caplog.text
 
@@ -181,7 +166,7 @@ def test_a_damaged_file_is_refused_and_everything_embedded(
     damage(vectors_path(folder, ShippableEmbedder.name))
     embedder = ShippableEmbedder()
     with caplog.at_level(logging.WARNING, logger="agent.bundled_vectors"):
-        _, stats = _ingest(tmp_settings, folder, _papers(tmp_path, PAPERS), embedder)
+        _, stats = _ingest(tmp_settings, folder, papers_from(tmp_path, PAPERS), embedder)
     assert len(embedder.embedded) == stats.chunks and stats.shipped == 0
     assert "unusable" in caplog.text and reason in caplog.text
 
@@ -190,7 +175,7 @@ def test_a_damaged_file_is_refused_and_everything_embedded(
 def test_no_file_means_embedding(where: str | None, tmp_settings: Settings, tmp_path: Path) -> None:
     embedder = ShippableEmbedder()
     folder = None if where is None else tmp_path / where
-    _, stats = _ingest(tmp_settings, folder, _papers(tmp_path, PAPERS), embedder)
+    _, stats = _ingest(tmp_settings, folder, papers_from(tmp_path, PAPERS), embedder)
     assert len(embedder.embedded) == stats.chunks and stats.shipped == 0
 
 
@@ -198,7 +183,7 @@ def test_a_change_of_model_re_embeds_from_the_file(folder: Path, tmp_settings: S
     class Wide(HashEmbedder):
         name, dim = "wide-hash-embedder", 96  # no file for it
 
-    papers = _papers(tmp_path, PAPERS)
+    papers = papers_from(tmp_path, PAPERS)
     index, before = _ingest(tmp_settings, folder, papers, Wide())
     embedder = ShippableEmbedder()
     stats = index.ingest(papers, embedder, progress=False)  # another model: Index.reembed, then nothing left to do
@@ -209,7 +194,7 @@ def test_a_change_of_model_re_embeds_from_the_file(folder: Path, tmp_settings: S
 
 def test_the_file_round_trips_with_a_header_that_says_what_it_holds(folder: Path, tmp_path: Path) -> None:
     header, keys, vectors = load(vectors_path(folder, ShippableEmbedder.name))
-    texts = chunk_texts(_papers(tmp_path, PAPERS), IndexSettings())
+    texts = chunk_texts(papers_from(tmp_path, PAPERS), IndexSettings())
     assert {k: header[k] for k in ("format", "model", "fingerprint", "dim", "count")} == {
         "format": FORMAT,
         "model": "hash-embedder",

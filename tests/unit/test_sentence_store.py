@@ -2,45 +2,31 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from agent.chunking import chunk_paper
-from agent.corpus import read_paths
 from agent.index import Index
 from agent.sentence_store import SHIPPED_KIND, evidence_sentences, sentence_key
 from agent.service import PaperAgent
 from agent.settings import IndexSettings, Settings
 from agent.sources import evidence_passage, prepare_sources
-from agent.types import Chunk, Paper, PaperHit, Passage
+from agent.types import Chunk, PaperHit, Passage
 from scripts.bundle_vectors import bundle_sentences
-from tests.conftest import HashEmbedder
+from tests.conftest import HashEmbedder, RecordingEmbedder, papers_from
 
 LONG = " ".join(f"Sentence {i} is about sparse attention kernels and how fast they run." for i in range(40))
 PAPERS = {"Alpha": "About alpha particles. They are helium nuclei.", "Beta": LONG, "Gamma": "Gamma rays. From stars."}
 
 
-class Recording(HashEmbedder):
-    """The hash embedder, recording every text it is asked to embed."""
-
-    fingerprint = "hash/test; v1"
+class Recording(RecordingEmbedder):
+    """The recording hash embedder, under a name of the test's choosing."""
 
     def __init__(self, name: str = "hash-embedder") -> None:
+        super().__init__()
         self.name = name
-        self.embedded: list[str] = []
-
-    def embed(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
-        self.embedded.extend(texts)
-        return super().embed(texts)
-
-
-def _papers(tmp_path: Path, papers: dict[str, str]) -> list[Paper]:
-    path = tmp_path / "papers.jsonl"
-    path.write_text("".join(json.dumps({"title": t, "abstract": a}) + "\n" for t, a in papers.items()))
-    return read_paths([path]).papers
 
 
 def _chunk(paper_id: str, position: int, text: str) -> Chunk:
@@ -73,7 +59,7 @@ def _evidence(index: Index) -> list[Passage]:
 @pytest.fixture
 def ingested(tmp_settings: Settings, tmp_path: Path) -> tuple[Index, Recording]:
     index, embedder = Index(tmp_settings, vectors_dir=None), Recording()
-    stats = index.ingest(_papers(tmp_path, PAPERS), HashEmbedder(), progress=False, sentence_embedder=embedder)
+    stats = index.ingest(papers_from(tmp_path, PAPERS), HashEmbedder(), progress=False, sentence_embedder=embedder)
     assert stats.sentences is not None and stats.sentences.embedded == stats.sentences.stored > 0
     return index, embedder
 
@@ -112,11 +98,11 @@ def test_re_ingest_adds_nothing_and_a_removed_papers_sentences_go(
     ingested: tuple[Index, Recording], tmp_path: Path
 ) -> None:
     index, embedder = ingested
-    papers = _papers(tmp_path, PAPERS)
+    papers = papers_from(tmp_path, PAPERS)
     again = index.ingest(papers, HashEmbedder(), progress=False, sentence_embedder=embedder)
     assert again.sentences is not None and (again.sentences.embedded, again.sentences.deleted) == (0, 0)
     fewer = index.ingest(
-        _papers(tmp_path, {k: v for k, v in PAPERS.items() if k != "Gamma"}),
+        papers_from(tmp_path, {k: v for k, v in PAPERS.items() if k != "Gamma"}),
         HashEmbedder(),
         progress=False,
         sentence_embedder=embedder,
@@ -129,7 +115,7 @@ def test_re_ingest_adds_nothing_and_a_removed_papers_sentences_go(
 def test_a_change_of_sentence_model_replaces_the_store(ingested: tuple[Index, Recording], tmp_path: Path) -> None:
     index, _ = ingested
     other = Recording("other-model")
-    stats = index.ingest(_papers(tmp_path, PAPERS), HashEmbedder(), progress=False, sentence_embedder=other)
+    stats = index.ingest(papers_from(tmp_path, PAPERS), HashEmbedder(), progress=False, sentence_embedder=other)
     assert stats.sentences is not None and stats.sentences.embedded == stats.sentences.stored
     assert stats.sentences.deleted == 0  # the old model's records went with its collection
     assert index.sentences.vectors(["About alpha particles."], "hash-embedder") == {}
@@ -140,7 +126,7 @@ def test_a_change_of_sentence_model_replaces_the_store(ingested: tuple[Index, Re
 def test_shipped_sentence_vectors_are_taken_exactly_and_the_model_is_not_called(
     tmp_settings: Settings, tmp_path: Path
 ) -> None:
-    papers = _papers(tmp_path, PAPERS)
+    papers = papers_from(tmp_path, PAPERS)
     folder = tmp_path / "vectors"
     path, header = bundle_sentences(papers, Recording(), IndexSettings(), folder)
     assert path.name == f"hash-embedder.{SHIPPED_KIND}.npz" and header["dtype"] == "float32"
@@ -162,7 +148,7 @@ def test_keys_name_the_model_and_the_exact_sentence() -> None:
 
 
 def test_an_index_built_before_the_store_gets_it_when_the_agent_syncs(tmp_settings: Settings, tmp_path: Path) -> None:
-    Index(tmp_settings, vectors_dir=None).ingest(_papers(tmp_path, PAPERS), HashEmbedder(), progress=False)
+    Index(tmp_settings, vectors_dir=None).ingest(papers_from(tmp_path, PAPERS), HashEmbedder(), progress=False)
     agent = PaperAgent(tmp_settings, embedder=HashEmbedder())
     agent.__dict__["sentence_embedder"] = Recording()
     first, again = agent.sync_sentences(progress=False), agent.sync_sentences(progress=False)
