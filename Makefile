@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+# The index and model-server log stay in the checkout for these verbs; an installed `paper-agent` defaults to
+# the per-user state folder (~/.local/state/paper-agent). Tests use temporary folders whatever this says.
+export PAPER_AGENT_DATA_DIR ?= $(CURDIR)/.index
 
 .PHONY: run test unit lint fuzz bench eval install system-deps clean
 
@@ -16,7 +19,7 @@ unit: install
 	$(PY) -m pytest tests/unit
 
 lint: install
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(PY) scripts/typecheck.py
 
 fuzz: install           ## schemathesis, all checks, every operation of a `paper-agent serve` it starts
 	$(PY) scripts/fuzz_api.py

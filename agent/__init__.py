@@ -1,5 +1,5 @@
 """paper-agent: cited answers over a collection of research papers."""
 
-from agent.offline import go_offline
+from paper_agent.offline import go_offline
 
 go_offline()

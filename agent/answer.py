@@ -15,16 +15,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from agent.citations import Claim, json_claims, parse_claims, render_json_reply
-from agent.decide import Chosen, Decision
-from agent.prompts import Template
-from agent.settings import AnswerSettings
-from agent.sources import Source
-from agent.types import Answer, Citation, Delta, Final, PaperRef, Sources, StreamEvent
-from agent.verify import Checked, check_sentence, content_words
+from paper_agent.citations import Claim, json_claims, parse_claims, render_json_reply
+from paper_agent.decide import Chosen, Decision
+from paper_agent.prompts import Template
+from paper_agent.settings import AnswerSettings
+from paper_agent.sources import Source
+from paper_agent.types import Answer, Citation, Delta, Final, PaperRef, Sources, StreamEvent
+from paper_agent.verify import Checked, check_sentence, content_words
 
 if TYPE_CHECKING:
-    from agent.llm import ChatModel
+    from paper_agent.llm import ChatModel
 
 REFUSAL = "The collection does not contain information to answer this."
 

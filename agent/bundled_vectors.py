@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from agent.embed import Embedder
-from agent.settings import PROJECT_ROOT, IndexSettings
+from paper_agent.data import VECTORS as BUNDLED_VECTORS
+from paper_agent.embed import Embedder
+from paper_agent.settings import IndexSettings
 
 log = logging.getLogger(__name__)
 
-BUNDLED_VECTORS = PROJECT_ROOT / "data" / "vectors"
 FORMAT = 1
 
 

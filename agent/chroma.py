@@ -11,8 +11,8 @@ import hashlib
 from typing import Any
 from urllib.parse import urlparse
 
-from agent.settings import Settings
-from agent.types import Chunk, Paper, Passage
+from paper_agent.settings import Settings
+from paper_agent.types import Chunk, Paper, Passage
 
 
 def make_client(settings: Settings) -> Any:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from agent.settings import IndexSettings
-from agent.types import Chunk, Paper
+from paper_agent.settings import IndexSettings
+from paper_agent.types import Chunk, Paper
 
 
 @lru_cache(maxsize=4)

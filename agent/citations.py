@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agent.verify import content_words, split_sentences
+from paper_agent.verify import content_words, split_sentences
 
 _CITATION = re.compile(r"\[\s*(?:sources?\s*)?(\d+(?:\s*(?:,|;|and|-)\s*(?:sources?\s*)?\d+)*)\s*\]", re.IGNORECASE)
 _MARKER_AFTER_STOP = re.compile(r"([.!?])\s*((?:\[[^\[\]]{1,20}\]\s*)+)")  # "text. [1]" -> "text [1]."

@@ -8,9 +8,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.errors import AgentError, ModelServerUnavailable
-from agent.service import PaperAgent
-from agent.settings import RetrieveSettings, Settings, field_bounds
+from paper_agent.errors import AgentError, ModelServerUnavailable
+from paper_agent.service import PaperAgent
+from paper_agent.settings import RetrieveSettings, Settings, field_bounds
 
 Command = Callable[[argparse.Namespace, PaperAgent], int]
 
@@ -52,11 +52,11 @@ def cmd_stats(args: argparse.Namespace, agent: PaperAgent) -> int:
 
 def cmd_ask(args: argparse.Namespace, agent: PaperAgent) -> int:
     """Sources as soon as they are found, the model's draft as it streams (stderr), then the verified answer."""
-    from agent.embed import use_threads
-    from agent.types import Delta, Final, Sources
+    from paper_agent.embed import use_threads
+    from paper_agent.types import Delta, Final, Sources
 
     use_threads(agent.embedder, agent.settings.serve.embed_threads)  # one query: a thread team only spins (see serve)
-    from agent.llm_server import ensure_server
+    from paper_agent.llm_server import ensure_server
 
     ensure_server(agent.settings)  # the configured server, else reuse the local one or start one (it stays up)
     if args.json:
@@ -86,9 +86,9 @@ def cmd_ask(args: argparse.Namespace, agent: PaperAgent) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, agent: PaperAgent) -> int:
-    from eval.dataset import DEFAULT_QUESTIONS, load_questions
-    from eval.report import headline
-    from eval.run import run_for_mode
+    from paper_agent.eval.dataset import DEFAULT_QUESTIONS, load_questions
+    from paper_agent.eval.report import headline
+    from paper_agent.eval.run import run_for_mode
 
     questions = load_questions(args.questions or DEFAULT_QUESTIONS, args.limit)
     summaries = run_for_mode(
@@ -105,9 +105,9 @@ def cmd_eval(args: argparse.Namespace, agent: PaperAgent) -> int:
 
 def cmd_calibrate(args: argparse.Namespace, agent: PaperAgent) -> int:
     """Fit the answerability model on the development set and write it (the package loads agent/answerability.json)."""
-    from agent.decide import CALIBRATION
-    from eval.calibrate import calibrate, collect, write_calibration
-    from eval.dataset import DEV_QUESTIONS, load_questions
+    from paper_agent.decide import CALIBRATION
+    from paper_agent.eval.calibrate import calibrate, collect, write_calibration
+    from paper_agent.eval.dataset import DEV_QUESTIONS, load_questions
 
     path = args.questions or DEV_QUESTIONS
     rows = collect(agent, load_questions(path), progress=not args.quiet)
@@ -125,7 +125,7 @@ def cmd_calibrate(args: argparse.Namespace, agent: PaperAgent) -> int:
 
 
 def cmd_eval_diff(args: argparse.Namespace, agent: PaperAgent) -> int:
-    from eval.diff import diff_summaries, format_diff, load_summary
+    from paper_agent.eval.diff import diff_summaries, format_diff, load_summary
 
     rows = diff_summaries(load_summary(args.run_a), load_summary(args.run_b))
     print(format_diff(rows, str(args.run_a), str(args.run_b)))
@@ -134,9 +134,9 @@ def cmd_eval_diff(args: argparse.Namespace, agent: PaperAgent) -> int:
 
 def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
     """Set up whatever is missing (index, model server), then serve the web app until Ctrl-C."""
-    from agent.embed import use_threads
-    from agent.query_embed import BatchingEmbedder, CachingEmbedder, QueryCache
-    from agent.web.server import run
+    from paper_agent.embed import use_threads
+    from paper_agent.query_embed import BatchingEmbedder, CachingEmbedder, QueryCache
+    from paper_agent.web.server import run
 
     settings = agent.settings
     # Searches embed one short query each: batched, each batch on one thread (set below, after any ingest), they
@@ -164,7 +164,7 @@ def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
 
 def _ready_model_server(settings: Settings) -> None:
     """Check the configured model server, or find or start the local one; warn (not fail) when there is none."""
-    from agent.llm_server import answers, ensure_server
+    from paper_agent.llm_server import answers, ensure_server
 
     configured = settings.llm.base_url is not None
     print("model server: " + ("checking the configured one" if configured else "finding or starting one"), flush=True)
@@ -180,7 +180,7 @@ def _ready_model_server(settings: Settings) -> None:
 
 def cmd_llm(args: argparse.Namespace, agent: PaperAgent) -> int:
     """Start the default local model server, wait until it answers, and serve until Ctrl-C."""
-    from agent.llm_server import main_llm
+    from paper_agent.llm_server import main_llm
 
     main_llm(agent.settings)
     return 0

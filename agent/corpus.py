@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.errors import UnreadablePaper
-from agent.types import Paper, paper_id_for
+from paper_agent.errors import UnreadablePaper
+from paper_agent.types import Paper, paper_id_for
 
 SUPPORTED_SUFFIXES = (".txt", ".json", ".jsonl", ".pdf")
 

@@ -23,13 +23,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from agent.errors import AgentError
-from agent.lexical import LexicalIndex
-from agent.settings import AnswerSettings
-from agent.signals import FEATURES, Evidence, absent_names, signals, term_coverage
-from agent.sources import Source
-from agent.types import PaperHit, Passage
-from agent.verify import asks_for_figure, gives_new_figure
+from paper_agent.errors import AgentError
+from paper_agent.lexical import LexicalIndex
+from paper_agent.settings import AnswerSettings
+from paper_agent.signals import FEATURES, Evidence, absent_names, signals, term_coverage
+from paper_agent.sources import Source
+from paper_agent.types import PaperHit, Passage
+from paper_agent.verify import asks_for_figure, gives_new_figure
 
 CALIBRATION = "answerability.json"
 QUOTED = 2  # sentences quoted from each chosen paper: on the development set (scored by cosine alone, best chunk
@@ -95,7 +95,9 @@ class Calibration:
 def load_calibration(path: Path | None = None) -> Calibration:
     """The calibrated model at `path`, or the one the package ships (agent/answerability.json)."""
     try:
-        text = path.read_text("utf-8") if path else resources.files("agent").joinpath(CALIBRATION).read_text("utf-8")
+        text = (
+            path.read_text("utf-8") if path else resources.files("paper_agent").joinpath(CALIBRATION).read_text("utf-8")
+        )
         return Calibration.from_json(json.loads(text))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise AgentError(f"answerability calibration {path or CALIBRATION}: {err}") from err

@@ -19,8 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
-from agent.errors import AgentError
-from agent.settings import EmbedSettings
+from paper_agent.errors import AgentError
+from paper_agent.settings import EmbedSettings
 
 
 class Embedder(Protocol):
@@ -132,7 +132,7 @@ def fingerprint(settings: EmbedSettings) -> str | None:
         return None
     if settings.backend == "torch":
         return f"sentence-transformers/torch; weights sha256:{MPNET_SHA256}"
-    from agent.onnx_embed import RECIPE
+    from paper_agent.onnx_embed import RECIPE
 
     return f"onnxruntime/{settings.backend} ({RECIPE}); weights sha256:{MPNET_SHA256}"
 
@@ -147,7 +147,7 @@ def make_embedder(settings: EmbedSettings, batch_size: int = 64) -> Embedder:
     """The embedder these settings describe, on their backend."""
     if settings.backend == "torch":
         return SentenceTransformerEmbedder(settings, batch_size)
-    from agent.onnx_embed import OnnxEmbedder
+    from paper_agent.onnx_embed import OnnxEmbedder
 
     folder = settings.model_path or bundled_model_path(settings.model)
     known = settings.model_path is None and settings.model == MPNET  # hashed when assembled; others hashed now

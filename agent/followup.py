@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from agent.prompts import Template
-from agent.verify import content_words
+from paper_agent.prompts import Template
+from paper_agent.verify import content_words
 
 if TYPE_CHECKING:
-    from agent.llm import ChatModel
+    from paper_agent.llm import ChatModel
 
 _LEANS_ON_CONTEXT = re.compile(
     r"\b(?:it|its|this|that|these|those|they|them|their|he|she|his|her|former|latter|same|above"

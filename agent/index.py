@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from agent.bundled_vectors import BUNDLED_VECTORS, shipped_vectors
-from agent.chroma import (
+from paper_agent.bundled_vectors import BUNDLED_VECTORS, shipped_vectors
+from paper_agent.chroma import (
     chunk_from_record,
     chunk_metadata,
     content_hash,
@@ -32,12 +32,12 @@ from agent.chroma import (
     passage_from_record,
     rescored,
 )
-from agent.chunking import chunk_paper, embedding_text
-from agent.embed import Embedder
-from agent.errors import IndexBuiltWithOtherModel, IndexNotBuilt
-from agent.sentence_store import SentenceStats, SentenceStore
-from agent.settings import Settings
-from agent.types import Chunk, Paper, Passage
+from paper_agent.chunking import chunk_paper, embedding_text
+from paper_agent.embed import Embedder
+from paper_agent.errors import IndexBuiltWithOtherModel, IndexNotBuilt
+from paper_agent.sentence_store import SentenceStats, SentenceStore
+from paper_agent.settings import Settings
+from paper_agent.types import Chunk, Paper, Passage
 
 OnBatch = Callable[[list[Chunk]], None]
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.index import Index
-from agent.types import Passage
+from paper_agent.index import Index
+from paper_agent.types import Passage
 
 # Changes whenever tokenisation or scoring changes, so an index persisted by older code is rebuilt, not misread.
 FORMAT = "bm25s-lucene-k1.5-b0.75-en-snowball-title/1"

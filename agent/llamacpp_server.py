@@ -1,4 +1,4 @@
-"""The llama.cpp server process itself: `python -m agent.llamacpp_server --gguf ...` (via xllamacpp).
+"""The llama.cpp server process itself: `python -m paper_agent.llamacpp_server --gguf ...` (via xllamacpp).
 
 Its own module so that the process imports no HTTP client or model library besides xllamacpp, and starts fast;
 `agent.llm_launch.llamacpp_command` builds its command line from the settings.
@@ -54,7 +54,7 @@ def serve_llamacpp(args: argparse.Namespace) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Arguments of the llama.cpp server process."""
-    parser = argparse.ArgumentParser(prog="python -m agent.llamacpp_server", description=serve_llamacpp.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m paper_agent.llamacpp_server", description=serve_llamacpp.__doc__)
     parser.add_argument("--gguf", required=True, help="GGUF model file")
     # No defaults: `llamacpp_command` passes every flag from the settings, which hold the one set of defaults.
     parser.add_argument("--host", required=True)

@@ -16,9 +16,9 @@ import openai
 from openai import OpenAI
 from openai.types.chat import ChatCompletion
 
-from agent.errors import ModelServerUnavailable
-from agent.llm_launch import local_base_url
-from agent.settings import LLMSettings, Settings
+from paper_agent.errors import ModelServerUnavailable
+from paper_agent.llm_launch import local_base_url
+from paper_agent.settings import LLMSettings, Settings
 
 Messages = list[dict[str, Any]]
 

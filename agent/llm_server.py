@@ -14,10 +14,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from agent.errors import ModelServerUnavailable
-from agent.llm import OpenAIChatModel, health
-from agent.llm_launch import Backend, backend_for, local_base_url, server_command
-from agent.settings import PROJECT_ROOT, LLMSettings, Settings
+from paper_agent.errors import ModelServerUnavailable
+from paper_agent.llm import OpenAIChatModel, health
+from paper_agent.llm_launch import Backend, backend_for, local_base_url, server_command
+from paper_agent.settings import LLMSettings, Settings
 
 LOG_NAME = "llm-server.log"
 PID_NAME = "llm-server.pid"  # the detached server's process id, so it can be found and stopped later
@@ -60,7 +60,6 @@ def start_server(
     # detach: a new session, so Ctrl-C in the terminal that started the app does not reach the server.
     return subprocess.Popen(
         command,
-        cwd=PROJECT_ROOT,  # `-m agent.llamacpp_server` must resolve to this checkout
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT if log is not None else None,

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from agent.errors import AgentError
+from paper_agent.errors import AgentError
 
 log = logging.getLogger(__name__)
 

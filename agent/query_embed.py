@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from agent.embed import Embedder
+from paper_agent.embed import Embedder
 
 
 class _EmbedJob:

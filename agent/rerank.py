@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
-from agent.errors import ModelServerUnavailable
-from agent.prompts import Template
-from agent.settings import RetrieveSettings
-from agent.types import PaperHit
+from paper_agent.errors import ModelServerUnavailable
+from paper_agent.prompts import Template
+from paper_agent.settings import RetrieveSettings
+from paper_agent.types import PaperHit
 
 log = logging.getLogger(__name__)
 

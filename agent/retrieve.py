@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from agent.embed import Embedder
-from agent.errors import IndexNotBuilt
-from agent.index import Index
-from agent.lexical import LexicalIndex
-from agent.settings import RetrieveSettings
-from agent.types import PaperHit, Passage
+from paper_agent.embed import Embedder
+from paper_agent.errors import IndexNotBuilt
+from paper_agent.index import Index
+from paper_agent.lexical import LexicalIndex
+from paper_agent.settings import RetrieveSettings
+from paper_agent.types import PaperHit, Passage
 
 Scale = Callable[[float], float]
 

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from agent.bundled_vectors import take, vector_key, vectors_path
-from agent.embed import Embedder
-from agent.sources import MERGED, join_overlapping, passage_sentences
-from agent.types import Chunk, Passage
+from paper_agent.bundled_vectors import take, vector_key, vectors_path
+from paper_agent.embed import Embedder
+from paper_agent.sources import MERGED, join_overlapping, passage_sentences
+from paper_agent.types import Chunk, Passage
 
 log = logging.getLogger(__name__)
 

@@ -12,22 +12,23 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.corpus import ReadReport, read_paths
-from agent.decide import Calibration, Decision, decide, load_calibration
-from agent.embed import Embedder, SentenceTransformerEmbedder, make_embedder, sentence_settings
-from agent.errors import AgentError
-from agent.index import Index, IngestStats
-from agent.lexical import LexicalIndex, sync_lexical
-from agent.prompts import PROMPTS_DIR, load_prompts
-from agent.rerank import LLMReranker, TokenScorer
-from agent.retrieve import Reranker, Retriever
-from agent.sentence_store import SentenceStats
-from agent.settings import BUNDLED_CORPUS, Settings, get_settings
-from agent.sources import Source, evidence_passage, prepare_sources
-from agent.types import Answer, PaperHit, StreamEvent
+from paper_agent.corpus import ReadReport, read_paths
+from paper_agent.data import CORPUS
+from paper_agent.decide import Calibration, Decision, decide, load_calibration
+from paper_agent.embed import Embedder, SentenceTransformerEmbedder, make_embedder, sentence_settings
+from paper_agent.errors import AgentError
+from paper_agent.index import Index, IngestStats
+from paper_agent.lexical import LexicalIndex, sync_lexical
+from paper_agent.prompts import PROMPTS_DIR, load_prompts
+from paper_agent.rerank import LLMReranker, TokenScorer
+from paper_agent.retrieve import Reranker, Retriever
+from paper_agent.sentence_store import SentenceStats
+from paper_agent.settings import Settings, get_settings
+from paper_agent.sources import Source, evidence_passage, prepare_sources
+from paper_agent.types import Answer, PaperHit, StreamEvent
 
 if TYPE_CHECKING:
-    from agent.llm import ChatModel
+    from paper_agent.llm import ChatModel
 
 
 class PaperAgent:
@@ -99,7 +100,7 @@ class PaperAgent:
 
     def ingest(self, paths: Sequence[Path] = (), *, progress: bool = True) -> tuple[ReadReport, IngestStats]:
         """Read the files (default: the bundled corpus) and bring the index up to date with them."""
-        report = read_paths(paths or [BUNDLED_CORPUS])
+        report = read_paths(paths or [CORPUS])
         stats = self.index.ingest(
             report.papers, self.embedder, progress=progress, sentence_embedder=self.sentence_embedder
         )
@@ -125,13 +126,13 @@ class PaperAgent:
     @cached_property
     def chat_model(self) -> ChatModel:
         """The model server the settings point at (not contacted until the first question)."""
-        from agent.llm import resolve_model  # imports openai: only when a question is asked
+        from paper_agent.llm import resolve_model  # imports openai: only when a question is asked
 
         return resolve_model(self.settings)
 
     def ask(self, question: str, history: list[dict[str, Any]] | None = None, top_k: int | None = None) -> Answer:
         """A verified, cited answer (or the fixed refusal); `history` holds earlier {role, content} turns."""
-        from agent.answer import final_answer
+        from paper_agent.answer import final_answer
 
         return final_answer(self.ask_stream(question, history, top_k))
 
@@ -139,8 +140,8 @@ class PaperAgent:
         self, question: str, history: list[dict[str, Any]] | None = None, top_k: int | None = None
     ) -> Iterator[StreamEvent]:
         """Sources (before the model starts), the model's reply as Deltas, then the verified Final answer."""
-        from agent.answer import answer_stream
-        from agent.followup import standalone_question
+        from paper_agent.answer import answer_stream
+        from paper_agent.followup import standalone_question
 
         started = time.perf_counter()
         settings = self.settings.answer

@@ -10,11 +10,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+from platformdirs import user_state_dir
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_CORPUS = PROJECT_ROOT / "data" / "corpus"
+APP_NAME = "paper-agent"
+
+
+def default_data_dir() -> Path:
+    """The per-user state folder (`~/.local/state/paper-agent` on Linux), wherever the code is installed."""
+    return Path(user_state_dir(APP_NAME, appauthor=False))
 
 
 class Section(BaseModel):
@@ -198,7 +203,11 @@ class EvalSettings(Section):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PAPER_AGENT_", env_nested_delimiter="__", extra="forbid")
 
-    data_dir: Path = Field(PROJECT_ROOT / ".index", description="Where the index (Chroma, lexical) lives.")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where the index (Chroma, lexical) and the local model server's log live: by default the "
+        "per-user state folder (`~/.local/state/paper-agent` on Linux); the `make` verbs use the checkout's `.index`.",
+    )
     index: IndexSettings = IndexSettings()
     embed: EmbedSettings = EmbedSettings()
     retrieve: RetrieveSettings = RetrieveSettings()

@@ -17,9 +17,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent.lexical import LexicalIndex
-from agent.types import PaperHit
-from agent.verify import asks_for_figure, gives_new_figure
+from paper_agent.lexical import LexicalIndex
+from paper_agent.types import PaperHit
+from paper_agent.verify import asks_for_figure, gives_new_figure
 
 # The model's inputs, in order; `agent/answerability.json` stores a coefficient for each.
 # Each signal's direction is part of its meaning: `paper-agent calibrate` checks every fitted coefficient against it.

@@ -14,9 +14,9 @@ from typing import Protocol
 
 import numpy as np
 
-from agent.embed import Embedder
-from agent.types import PaperHit, Passage
-from agent.verify import split_sentences
+from paper_agent.embed import Embedder
+from paper_agent.types import PaperHit, Passage
+from paper_agent.verify import split_sentences
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,12 @@ import json
 import statistics
 from pathlib import Path
 
-import agent  # noqa: F401  (offline environment first)
-from agent.embed import use_threads
-from agent.service import PaperAgent
-from agent.settings import PROJECT_ROOT
+from paper_agent import offline  # noqa: F401  (offline environment first)
+from paper_agent.embed import use_threads
+from paper_agent.eval.dataset import DEFAULT_QUESTIONS
+from paper_agent.service import PaperAgent
 
-PUBLIC = PROJECT_ROOT / "eval" / "datasets" / "public.jsonl"
+PUBLIC = DEFAULT_QUESTIONS
 
 
 def run(agent_: PaperAgent, questions: list[dict], out: Path | None) -> dict[str, float]:

@@ -35,13 +35,16 @@ from pathlib import Path
 import httpx
 from http_load import get_load, target  # bench/ is on the path: this file runs as a script
 
-import agent  # noqa: F401  (offline environment first)
-from agent.llm_server import LocalServer, free_port
-from agent.service import PaperAgent
-from agent.settings import PROJECT_ROOT, Settings
-from eval.metrics import percentile
+from paper_agent import offline  # noqa: F401  (offline environment first)
+from paper_agent.eval.dataset import DATASETS
+from paper_agent.eval.metrics import percentile
+from paper_agent.llm_server import LocalServer, free_port
+from paper_agent.service import PaperAgent
+from paper_agent.settings import Settings
 
-DATASETS = PROJECT_ROOT / "eval" / "datasets"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # the checkout
+
+DATASETS = DATASETS
 
 
 def questions(name: str = "public") -> list[str]:
@@ -59,7 +62,7 @@ def distinct_queries(count: int) -> list[str]:
 def start_app(model_url: str, log: Path, env: dict[str, str]) -> tuple[str, subprocess.Popen[bytes]]:
     port = free_port()
     env = os.environ | env | {"PAPER_AGENT_LLM__BASE_URL": model_url}
-    command = [sys.executable, "-m", "agent.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "paper_agent.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

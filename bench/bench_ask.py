@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import agent  # noqa: F401  (offline environment first)
-from agent.embed import use_threads
-from agent.llm import ChatModel, resolve_model
-from agent.llm_server import LocalServer, free_port
-from agent.service import PaperAgent
-from agent.settings import PROJECT_ROOT, Settings
-from agent.types import Sources
+from paper_agent import offline  # noqa: F401  (offline environment first)
+from paper_agent.embed import use_threads
+from paper_agent.eval.dataset import DEFAULT_QUESTIONS
+from paper_agent.llm import ChatModel, resolve_model
+from paper_agent.llm_server import LocalServer, free_port
+from paper_agent.service import PaperAgent
+from paper_agent.settings import Settings
+from paper_agent.types import Sources
 
 
 @dataclass
@@ -131,7 +132,7 @@ def main() -> None:
     parser.add_argument("--url", help="an OpenAI-compatible /v1 URL; unset = start a private llama.cpp server")
     parser.add_argument("--questions", type=int, default=8, help="answerable public-set questions to use")
     args = parser.parse_args()
-    path = PROJECT_ROOT / "eval" / "datasets" / "public.jsonl"
+    path = DEFAULT_QUESTIONS
     public = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     questions = [q["question"] for q in public if q["gold_ids"]][: max(4, args.questions)]
 

@@ -21,13 +21,15 @@ from functools import partial
 
 import numpy as np
 
-import agent  # noqa: F401  (offline environment first)
-from agent.corpus import read_paths
-from agent.embed import Embedder, make_embedder, use_threads
-from agent.index import chunk_paper, embedding_text
-from agent.settings import BUNDLED_CORPUS, PROJECT_ROOT, EmbedSettings, IndexSettings
+from paper_agent import offline  # noqa: F401  (offline environment first)
+from paper_agent.corpus import read_paths
+from paper_agent.data import CORPUS
+from paper_agent.embed import Embedder, make_embedder, use_threads
+from paper_agent.eval.dataset import DEFAULT_QUESTIONS
+from paper_agent.index import chunk_paper, embedding_text
+from paper_agent.settings import EmbedSettings, IndexSettings
 
-QUESTIONS = PROJECT_ROOT / "eval" / "datasets" / "public.jsonl"
+QUESTIONS = DEFAULT_QUESTIONS
 
 
 def median_ms(function: Callable[[], object], repeat: int) -> float:
@@ -59,7 +61,7 @@ def main() -> None:
 
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text().splitlines() if line.strip()]
     settings = IndexSettings()
-    texts = [embedding_text(c) for p in read_paths([BUNDLED_CORPUS]).papers for c in chunk_paper(p, settings)]
+    texts = [embedding_text(c) for p in read_paths([CORPUS]).papers for c in chunk_paper(p, settings)]
     texts = texts[: args.chunks]
     cores = os.cpu_count() or 1
 

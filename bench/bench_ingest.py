@@ -18,11 +18,12 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-import agent  # noqa: F401  (offline environment first)
-from agent.corpus import read_paths
-from agent.embed import Embedder, make_embedder
-from agent.index import Index, chunk_paper, embedding_text
-from agent.settings import BUNDLED_CORPUS, EmbedSettings, Settings
+from paper_agent import offline  # noqa: F401  (offline environment first)
+from paper_agent.corpus import read_paths
+from paper_agent.data import CORPUS
+from paper_agent.embed import Embedder, make_embedder
+from paper_agent.index import Index, chunk_paper, embedding_text
+from paper_agent.settings import EmbedSettings, Settings
 
 
 def seconds(job: Callable[[], object], repeat: int) -> float:
@@ -39,7 +40,7 @@ def ingest(embedder: Embedder, *, shipped: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp))
         index = Index(settings) if shipped else Index(settings, vectors_dir=None)
-        index.ingest(read_paths([BUNDLED_CORPUS]).papers, embedder, progress=False)
+        index.ingest(read_paths([CORPUS]).papers, embedder, progress=False)
 
 
 def main() -> None:
@@ -50,7 +51,7 @@ def main() -> None:
 
     settings = Settings()
     batch = settings.index.embed_batch_size
-    papers = read_paths([BUNDLED_CORPUS]).papers
+    papers = read_paths([CORPUS]).papers
     texts = [embedding_text(c) for p in papers for c in chunk_paper(p, settings.index)]
     model = make_embedder(EmbedSettings(backend="torch"), batch).model  # type: ignore[attr-defined]
     model.encode(texts[:64], batch_size=batch)  # warm-up: first call pays one-off allocation costs

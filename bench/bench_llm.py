@@ -24,10 +24,10 @@ from typing import Any
 
 import httpx
 
-import agent  # noqa: F401  (offline environment first)
-from agent.llm import OpenAIChatModel
-from agent.llm_server import LocalServer, free_port
-from agent.settings import Settings
+from paper_agent import offline  # noqa: F401  (offline environment first)
+from paper_agent.llm import OpenAIChatModel
+from paper_agent.llm_server import LocalServer, free_port
+from paper_agent.settings import Settings
 
 PASSAGES = [
     "Attention Is All You Need (2017). The dominant sequence transduction models are based on complex recurrent or "

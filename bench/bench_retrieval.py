@@ -25,14 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-import agent  # noqa: F401  (offline environment first)
-from agent.llm_server import ensure_server
-from agent.retrieve import Retriever
-from agent.service import PaperAgent
-from agent.settings import PROJECT_ROOT, Settings
-from eval.metrics import percentile, retrieval_scores
+from paper_agent import offline  # noqa: F401  (offline environment first)
+from paper_agent.eval.dataset import DEFAULT_QUESTIONS
+from paper_agent.eval.metrics import percentile, retrieval_scores
+from paper_agent.llm_server import ensure_server
+from paper_agent.retrieve import Retriever
+from paper_agent.service import PaperAgent
+from paper_agent.settings import Settings
 
-PUBLIC = PROJECT_ROOT / "eval" / "datasets" / "public.jsonl"
+PUBLIC = DEFAULT_QUESTIONS
 DEPTH = 10
 Search = Callable[[str], list[str]]  # question -> paper ids, best first
 

@@ -13,12 +13,12 @@ import argparse
 import json
 from pathlib import Path
 
-import agent  # noqa: F401  (offline environment first)
-from agent.service import PaperAgent
-from agent.settings import PROJECT_ROOT
-from agent.verify import split_sentences, support
+from paper_agent import offline  # noqa: F401  (offline environment first)
+from paper_agent.eval.dataset import DEFAULT_QUESTIONS
+from paper_agent.service import PaperAgent
+from paper_agent.verify import split_sentences, support
 
-PUBLIC = PROJECT_ROOT / "eval" / "datasets" / "public.jsonl"
+PUBLIC = DEFAULT_QUESTIONS
 
 
 def youden(positives: list[float], negatives: list[float]) -> tuple[float, float]:

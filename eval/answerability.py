@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from eval.record import Record
+from paper_agent.eval.record import Record
 
 PLOT = "answerability.png"
 BINS = 10

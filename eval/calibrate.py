@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from agent.decide import Calibration, choose, read_signals
-from agent.service import PaperAgent
-from agent.signals import DIRECTION, FEATURES
-from eval.dataset import Question
+from paper_agent.decide import Calibration, choose, read_signals
+from paper_agent.eval.dataset import Question
+from paper_agent.service import PaperAgent
+from paper_agent.signals import DIRECTION, FEATURES
 
 C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
 FOLDS = 5

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from agent.errors import BadFile
-from agent.settings import PROJECT_ROOT
+from paper_agent.errors import BadFile
 
 QuestionType = Literal["lookup", "detail", "multi", "unanswerable"]
 QUESTION_TYPES: tuple[QuestionType, ...] = ("lookup", "detail", "multi", "unanswerable")
-DEFAULT_QUESTIONS = PROJECT_ROOT / "eval" / "datasets" / "public.jsonl"
-DEV_QUESTIONS = PROJECT_ROOT / "eval" / "datasets" / "dev.jsonl"
+DATASETS = Path(str(files("paper_agent.eval"))) / "datasets"  # shipped in the wheel; pip installs unzipped
+DEFAULT_QUESTIONS = DATASETS / "public.jsonl"
+DEV_QUESTIONS = DATASETS / "dev.jsonl"
 
 
 class BadQuestionFile(BadFile):

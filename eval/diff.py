@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.errors import AgentError
-from eval.report import format_value
-from eval.summary import is_lower_better
+from paper_agent.errors import AgentError
+from paper_agent.eval.report import format_value
+from paper_agent.eval.summary import is_lower_better
 
 
 class NotARun(AgentError):

@@ -30,9 +30,9 @@ from ragas.metrics.collections import (
     NonLLMStringSimilarity,
 )
 
-from agent.embed import Embedder
-from agent.errors import ModelServerUnavailable
-from agent.llm import ChatModel
+from paper_agent.embed import Embedder
+from paper_agent.errors import ModelServerUnavailable
+from paper_agent.llm import ChatModel
 
 with warnings.catch_warnings():  # ragas flags these as moving to `collections`, which has no id/non-LLM variants yet
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval import answerability
-from eval.dataset import QUESTION_TYPES
-from eval.record import Record
-from eval.summary import LATENCIES, QUANTILES
+from paper_agent.eval import answerability
+from paper_agent.eval.dataset import QUESTION_TYPES
+from paper_agent.eval.record import Record
+from paper_agent.eval.summary import LATENCIES, QUANTILES
 
 METRIC_PLOT, LATENCY_PLOT = "metrics_by_type.png", "latency.png"
 

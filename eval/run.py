@@ -19,20 +19,20 @@ from typing import Any
 
 from tqdm import tqdm
 
-from agent.errors import AgentError
-from agent.llm import ChatModel, OpenAIChatModel
-from agent.llm_server import ensure_server
-from agent.service import PaperAgent
-from agent.settings import Settings
-from agent.verify import support
-from eval import answerability
-from eval.dataset import Question
-from eval.metrics import Entails
-from eval.ragas_judge import JUDGE_METRICS, Judge, SelfTest, self_test
-from eval.record import Record
-from eval.report import write_comparison, write_run
-from eval.score import ANSWER_METRICS, score_answer, score_ragas, score_retrieval
-from eval.summary import summarize
+from paper_agent.errors import AgentError
+from paper_agent.eval import answerability
+from paper_agent.eval.dataset import Question
+from paper_agent.eval.metrics import Entails
+from paper_agent.eval.ragas_judge import JUDGE_METRICS, Judge, SelfTest, self_test
+from paper_agent.eval.record import Record
+from paper_agent.eval.report import write_comparison, write_run
+from paper_agent.eval.score import ANSWER_METRICS, score_answer, score_ragas, score_retrieval
+from paper_agent.eval.summary import summarize
+from paper_agent.llm import ChatModel, OpenAIChatModel
+from paper_agent.llm_server import ensure_server
+from paper_agent.service import PaperAgent
+from paper_agent.settings import Settings
+from paper_agent.verify import support
 
 RANK_DEPTH = 10  # papers ranked per question: hit@k and mrr@10 / recall@10 need the top 10
 MODES = ("dense", "lexical", "hybrid")
@@ -220,8 +220,9 @@ def citation_entailment(settings: Settings) -> tuple[Entails, str]:
         return support(hypothesis, "", premise).score >= threshold
 
     return entails, (
-        f"agent.verify.support >= answer.min_support ({threshold}): a lexical proxy (content-word overlap, figures "
-        "matched exactly), not an NLI model; it is the verifier `ask` filters with, so it bounds rather than proves"
+        f"paper_agent.verify.support >= answer.min_support ({threshold}): a lexical proxy (content-word overlap, "
+        "figures matched exactly), not an NLI model; it is the verifier `ask` filters with, so it bounds rather than "
+        "proves"
     )
 
 

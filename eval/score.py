@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 from tqdm import tqdm
 
-from eval.metrics import Entails, citation_scores, retrieval_scores, strip_markers
-from eval.ragas_judge import JUDGE_METRICS, Judge, JudgeSample, non_llm_scores
-from eval.record import Record
+from paper_agent.eval.metrics import Entails, citation_scores, retrieval_scores, strip_markers
+from paper_agent.eval.ragas_judge import JUDGE_METRICS, Judge, JudgeSample, non_llm_scores
+from paper_agent.eval.record import Record
 
 ANSWER_METRICS = (
     "gold_cited_rate",

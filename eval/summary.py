@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from eval.dataset import QUESTION_TYPES
-from eval.metrics import percentile
-from eval.record import Record
+from paper_agent.eval.dataset import QUESTION_TYPES
+from paper_agent.eval.metrics import percentile
+from paper_agent.eval.record import Record
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from agent.bundled_vectors import BUNDLED_VECTORS, load, vector_key, vectors_path, write, write_vectors
-from agent.chunking import chunk_paper, embedding_text
-from agent.corpus import read_paths
-from agent.embed import Embedder, SentenceTransformerEmbedder, make_embedder, sentence_settings
-from agent.sentence_store import SHIPPED_KIND, evidence_sentences
-from agent.settings import BUNDLED_CORPUS, EmbedSettings, IndexSettings
-from agent.types import Paper
+from paper_agent.bundled_vectors import BUNDLED_VECTORS, load, vector_key, vectors_path, write, write_vectors
+from paper_agent.chunking import chunk_paper, embedding_text
+from paper_agent.corpus import read_paths
+from paper_agent.data import CORPUS
+from paper_agent.embed import Embedder, SentenceTransformerEmbedder, make_embedder, sentence_settings
+from paper_agent.sentence_store import SHIPPED_KIND, evidence_sentences
+from paper_agent.settings import EmbedSettings, IndexSettings
+from paper_agent.types import Paper
 
 
 def chunk_texts(papers: Sequence[Paper], settings: IndexSettings) -> list[str]:
@@ -76,7 +77,7 @@ def main() -> None:
 
     settings = IndexSettings()
     embedder = make_embedder(EmbedSettings(), batch_size=settings.embed_batch_size)
-    papers = read_paths([BUNDLED_CORPUS]).papers
+    papers = read_paths([CORPUS]).papers
     start = time.perf_counter()
     path, header, cosines = bundle(papers, embedder, settings, args.out, progress=True)
     print(

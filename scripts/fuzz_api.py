@@ -54,7 +54,7 @@ def fuzz(url: str, max_examples: int, *extra: str) -> subprocess.CompletedProces
 
 def serve(port: int, log: Path, timeout_s: float = 600.0) -> subprocess.Popen[bytes]:
     """`paper-agent serve` on `port` (it ingests and starts a model server if needed), once /health answers."""
-    command = [sys.executable, "-m", "agent.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "paper_agent.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("ab") as out:
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout_s

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from agent.settings import PROJECT_ROOT, Settings
+from paper_agent.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # the checkout
 
 BEGIN, END = "<!-- settings-table:begin -->", "<!-- settings-table:end -->"
 
@@ -23,11 +25,9 @@ def rows(model: type[BaseModel], prefix: str = "PAPER_AGENT_") -> list[str]:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             out.extend(rows(annotation, f"{prefix}{name.upper()}__"))
             continue
-        default = field.default
-        shown = (
-            str(default.relative_to(PROJECT_ROOT)) if isinstance(default, Path) and default.is_absolute() else default
-        )
-        out.append(f"| `{prefix}{name.upper()}` | `{shown}` | {field.description or ''} |")
+        # a default computed per machine (the data folder) is described in its row, not shown as one machine's value
+        shown = "(computed)" if field.default_factory is not None else f"`{field.default}`"
+        out.append(f"| `{prefix}{name.upper()}` | {shown} | {field.description or ''} |")
     return out
 
 

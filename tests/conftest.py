@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from agent.corpus import read_paths
-from agent.settings import Settings
-from agent.types import Paper
+from paper_agent.corpus import read_paths
+from paper_agent.settings import Settings
+from paper_agent.types import Paper
 
 
 class HashEmbedder:
@@ -48,6 +49,15 @@ def papers_from(tmp_path: Path, papers: dict[str, str]) -> list[Paper]:
     path = tmp_path / "papers.jsonl"
     path.write_text("".join(json.dumps({"title": t, "abstract": a}) + "\n" for t, a in papers.items()))
     return read_paths([path]).papers
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Nothing a test builds with default settings lands in the user's own data folder or the checkout's."""
+    folder = tmp_path_factory.mktemp("default-data-dir")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PAPER_AGENT_DATA_DIR", str(folder))
+        yield folder
 
 
 @pytest.fixture

@@ -13,17 +13,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from starlette.exceptions import HTTPException
 
-from agent.errors import AgentError
-from agent.llm import health as model_health
-from agent.query_embed import QueryCache
-from agent.service import PaperAgent
-from agent.web.auth import api_key_guard
-from agent.web.body_limit import BodyLimitMiddleware
-from agent.web.errors import handle_agent_error, handle_http_error, handle_validation_error, responses
-from agent.web.methods import MethodNotAllowedMiddleware
-from agent.web.metrics import Metrics, MetricsMiddleware
-from agent.web.openai_api import openai_router
-from agent.web.questions import question_routes
+from paper_agent.errors import AgentError
+from paper_agent.llm import health as model_health
+from paper_agent.query_embed import QueryCache
+from paper_agent.service import PaperAgent
+from paper_agent.web.auth import api_key_guard
+from paper_agent.web.body_limit import BodyLimitMiddleware
+from paper_agent.web.errors import handle_agent_error, handle_http_error, handle_validation_error, responses
+from paper_agent.web.methods import MethodNotAllowedMiddleware
+from paper_agent.web.metrics import Metrics, MetricsMiddleware
+from paper_agent.web.openai_api import openai_router
+from paper_agent.web.questions import question_routes
 
 PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text."}
@@ -82,7 +82,7 @@ def create_app(paper_agent: PaperAgent | None = None, query_cache: QueryCache | 
         return PlainTextResponse(text, media_type=content_type)
 
     if serve.ui:
-        from agent.web.ui import mount_ui  # Gradio is slow to import; tests of the API alone skip it
+        from paper_agent.web.ui import mount_ui  # Gradio is slow to import; tests of the API alone skip it
 
         mount_ui(app, paper_agent, gate, metrics)
     return app

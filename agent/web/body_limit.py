@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent.web.errors import body
+from paper_agent.web.errors import body
 
 
 class BodyLimitMiddleware:

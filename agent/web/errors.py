@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from agent.errors import AgentError, IndexNotBuilt, ModelServerUnavailable, Overloaded, PaperNotFound
+from paper_agent.errors import AgentError, IndexNotBuilt, ModelServerUnavailable, Overloaded, PaperNotFound
 
 STATUS_OF: dict[type[AgentError], int] = {
     PaperNotFound: 404,

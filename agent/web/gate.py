@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from agent.errors import Overloaded
+from paper_agent.errors import Overloaded
 
 T = TypeVar("T")
 

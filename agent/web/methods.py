@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agent.web.errors import body
+from paper_agent.web.errors import body
 
 HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"}
 

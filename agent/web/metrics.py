@@ -10,9 +10,9 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent.query_embed import QueryCache
-from agent.types import Answer
-from agent.web.gate import GenerationGate
+from paper_agent.query_embed import QueryCache
+from paper_agent.types import Answer
+from paper_agent.web.gate import GenerationGate
 
 
 class Metrics:

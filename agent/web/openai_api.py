@@ -24,14 +24,14 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 
-from agent.errors import AgentError
-from agent.service import PaperAgent
-from agent.types import Answer, Delta, Final
-from agent.web.errors import error_body, responses
-from agent.web.gate import GenerationGate
-from agent.web.history import REFERENCES_HEADING, chat_history, message_text
-from agent.web.metrics import Metrics
-from agent.web.stream import OpenStream, event_stream, open_events, sse_content
+from paper_agent.errors import AgentError
+from paper_agent.service import PaperAgent
+from paper_agent.types import Answer, Delta, Final
+from paper_agent.web.errors import error_body, responses
+from paper_agent.web.gate import GenerationGate
+from paper_agent.web.history import REFERENCES_HEADING, chat_history, message_text
+from paper_agent.web.metrics import Metrics
+from paper_agent.web.stream import OpenStream, event_stream, open_events, sse_content
 
 MODEL_ID = "paper-agent"
 STREAMED: dict[int | str, dict[str, Any]] = {

@@ -12,13 +12,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from agent.errors import PaperNotFound
-from agent.service import PaperAgent
-from agent.settings import RetrieveSettings, field_bounds
-from agent.web.errors import responses
-from agent.web.gate import GenerationGate
-from agent.web.metrics import Metrics
-from agent.web.stream import event_stream, open_events, sse_body, sse_content
+from paper_agent.errors import PaperNotFound
+from paper_agent.service import PaperAgent
+from paper_agent.settings import RetrieveSettings, field_bounds
+from paper_agent.web.errors import responses
+from paper_agent.web.gate import GenerationGate
+from paper_agent.web.metrics import Metrics
+from paper_agent.web.stream import event_stream, open_events, sse_body, sse_content
 
 UNREADABLE = "The body could not be read as JSON (e.g. it is not UTF-8)."
 SSE_EVENTS: dict[int | str, dict[str, Any]] = {

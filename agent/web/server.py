@@ -6,9 +6,9 @@ import socket
 
 import uvicorn
 
-from agent.query_embed import QueryCache
-from agent.service import PaperAgent
-from agent.web.app import create_app
+from paper_agent.query_embed import QueryCache
+from paper_agent.service import PaperAgent
+from paper_agent.web.app import create_app
 
 
 class _AnnouncingServer(uvicorn.Server):

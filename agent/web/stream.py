@@ -17,10 +17,10 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from agent.errors import AgentError
-from agent.types import Delta, Final, Sources, StreamEvent
-from agent.web.errors import error_body, status_of
-from agent.web.gate import GenerationGate
+from paper_agent.errors import AgentError
+from paper_agent.types import Delta, Final, Sources, StreamEvent
+from paper_agent.web.errors import error_body, status_of
+from paper_agent.web.gate import GenerationGate
 
 
 class EventStreamResponse(StreamingResponse):

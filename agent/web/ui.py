@@ -18,17 +18,17 @@ from typing import Any
 import gradio as gr
 from fastapi import FastAPI
 
-from agent.errors import AgentError, ModelServerUnavailable, Overloaded
-from agent.service import PaperAgent
-from agent.settings import PROJECT_ROOT
-from agent.types import Answer, Delta, Final, Sources
-from agent.web.gate import GenerationGate
-from agent.web.history import chat_history
-from agent.web.metrics import Metrics
-from agent.web.ui_sources import panel, pending_panel, turn_panel
-from agent.web.ui_style import CSS, HEAD, THEME
+from paper_agent.errors import AgentError, ModelServerUnavailable, Overloaded
+from paper_agent.eval.dataset import DEFAULT_QUESTIONS
+from paper_agent.service import PaperAgent
+from paper_agent.types import Answer, Delta, Final, Sources
+from paper_agent.web.gate import GenerationGate
+from paper_agent.web.history import chat_history
+from paper_agent.web.metrics import Metrics
+from paper_agent.web.ui_sources import panel, pending_panel, turn_panel
+from paper_agent.web.ui_style import CSS, HEAD, THEME
 
-EXAMPLES_FILE = PROJECT_ROOT / "eval" / "datasets" / "public.jsonl"
+EXAMPLES_FILE = DEFAULT_QUESTIONS
 _MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _META = re.compile(r'<div class="answer-meta">.*?</div>', re.DOTALL)
 _TAG = re.compile(r"<[^>]+>")

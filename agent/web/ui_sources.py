@@ -10,7 +10,7 @@ import html
 import re
 from collections.abc import Mapping, Sequence
 
-from agent.types import Answer, Paper, PaperRef, Passage, Sources
+from paper_agent.types import Answer, Paper, PaperRef, Passage, Sources
 
 EXCERPT = 600  # characters around the quote shown at once; the whole abstract is one click away
 WHOLE_TEXT = 3000  # longer texts (a PDF's) are shown only around the quote

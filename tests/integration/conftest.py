@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,10 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.llm import OpenAIChatModel
-from agent.llm_server import LocalServer, free_port
-from agent.service import PaperAgent
-from agent.settings import PROJECT_ROOT, ServerSettings, Settings
+from paper_agent.eval.dataset import DEFAULT_QUESTIONS
+from paper_agent.llm import OpenAIChatModel
+from paper_agent.llm_server import LocalServer, free_port
+from paper_agent.service import PaperAgent
+from paper_agent.settings import ServerSettings, Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout
 
 # --- index -----------------------------------------------------------------------------------------
 
@@ -37,10 +41,7 @@ def paper_agent(indexed_settings: Settings) -> PaperAgent:
 
 @pytest.fixture(scope="session")
 def public_questions() -> list[dict]:
-    import json
-
-    path = Path(__file__).resolve().parents[2] / "eval" / "datasets" / "public.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in DEFAULT_QUESTIONS.read_text().splitlines() if line.strip()]
 
 
 # --- app ---------------------------------------------------------------------------------------------------
@@ -62,7 +63,7 @@ def start_app(data_dir: Path, log_path: Path, timeout_s: float = 240.0, **env: s
     """Run the real `paper-agent serve` (uvicorn) on a free port; return once /health answers."""
     port = free_port()
     environment = os.environ | {"PAPER_AGENT_DATA_DIR": str(data_dir)} | env
-    command = [sys.executable, "-m", "agent.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "paper_agent.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

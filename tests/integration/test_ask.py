@@ -10,13 +10,16 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from agent.errors import ModelServerUnavailable
-from agent.service import PaperAgent
-from agent.settings import PROJECT_ROOT, Settings
-from agent.types import Delta, Final, Sources
+from paper_agent.errors import ModelServerUnavailable
+from paper_agent.service import PaperAgent
+from paper_agent.settings import Settings
+from paper_agent.types import Delta, Final, Sources
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout
 
 pytestmark = pytest.mark.integration
 
@@ -140,7 +143,7 @@ def test_the_cli_prints_the_answer_as_json(asking_settings: Settings, public_que
         "PAPER_AGENT_LLM__BASE_URL": str(asking_settings.llm.base_url),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "ask", question["question"], "--json"],
+        [sys.executable, "-m", "paper_agent.cli", "ask", question["question"], "--json"],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
@@ -163,7 +166,7 @@ def test_the_cli_fails_naming_the_url_when_the_model_server_is_down(
         "PAPER_AGENT_LLM__BASE_URL": "http://127.0.0.1:9/v1",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "ask", by_id(public_questions, "q028")["question"]],
+        [sys.executable, "-m", "paper_agent.cli", "ask", by_id(public_questions, "q028")["question"]],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,

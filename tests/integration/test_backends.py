@@ -6,17 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.chunking import chunk_paper, embedding_text
-from agent.corpus import read_paths
-from agent.embed import make_embedder
-from agent.settings import BUNDLED_CORPUS, EmbedSettings, IndexSettings
+from paper_agent.chunking import chunk_paper, embedding_text
+from paper_agent.corpus import read_paths
+from paper_agent.data import CORPUS
+from paper_agent.embed import make_embedder
+from paper_agent.settings import EmbedSettings, IndexSettings
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def chunks_and_torch_vectors() -> tuple[list[str], np.ndarray]:
-    papers = read_paths([BUNDLED_CORPUS]).papers[::25]  # a spread of the corpus: ~20 papers, ~30 chunks
+    papers = read_paths([CORPUS]).papers[::25]  # a spread of the corpus: ~20 papers, ~30 chunks
     texts = [embedding_text(c) for p in papers for c in chunk_paper(p, IndexSettings())]
     return texts, make_embedder(EmbedSettings(backend="torch")).embed(texts)
 

@@ -12,14 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.bundled_vectors import BUNDLED_VECTORS
-from agent.corpus import read_paths
-from agent.embed import Embedder
-from agent.index import Index, IngestStats
-from agent.sentence_store import evidence_sentences
-from agent.service import PaperAgent
-from agent.settings import BUNDLED_CORPUS, RetrieveSettings, Settings
-from agent.types import Paper
+from paper_agent.bundled_vectors import BUNDLED_VECTORS
+from paper_agent.corpus import read_paths
+from paper_agent.data import CORPUS
+from paper_agent.embed import Embedder
+from paper_agent.index import Index, IngestStats
+from paper_agent.sentence_store import evidence_sentences
+from paper_agent.service import PaperAgent
+from paper_agent.settings import RetrieveSettings, Settings
+from paper_agent.types import Paper
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +63,7 @@ def _ingest(folder: Path, papers: list[Paper], model: Embedder, vectors_dir: Pat
 @pytest.fixture(scope="module")
 def shipped_and_embedded(model: Embedder, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Data dirs holding the first 30 papers of the bundled corpus (57 chunks), from the file and from the model."""
-    papers = read_paths([BUNDLED_CORPUS]).papers[:30]
+    papers = read_paths([CORPUS]).papers[:30]
     shipped, embedded = tmp_path_factory.mktemp("shipped"), tmp_path_factory.mktemp("embedded")
     from_file, by_model = _ingest(shipped, papers, model, BUNDLED_VECTORS), _ingest(embedded, papers, model, None)
     assert from_file.shipped == from_file.chunks == by_model.chunks and by_model.shipped == 0

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from agent import cli
-from agent.service import PaperAgent
-from agent.settings import Settings, get_settings
-from eval.dataset import DEFAULT_QUESTIONS, QUESTION_TYPES, Question, load_questions
-from eval.metrics import hit_at, recall_at, reciprocal_rank
-from eval.run import run_eval
+from paper_agent import cli
+from paper_agent.eval.dataset import DEFAULT_QUESTIONS, QUESTION_TYPES, Question, load_questions
+from paper_agent.eval.metrics import hit_at, recall_at, reciprocal_rank
+from paper_agent.eval.run import run_eval
+from paper_agent.service import PaperAgent
+from paper_agent.settings import Settings, get_settings
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.llm_server import free_port
-from agent.service import PaperAgent
-from agent.settings import BUNDLED_CORPUS, IndexSettings, Settings
+from paper_agent.data import CORPUS
+from paper_agent.llm_server import free_port
+from paper_agent.service import PaperAgent
+from paper_agent.settings import IndexSettings, Settings
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -77,7 +78,7 @@ def chroma_server(tmp_path: Path):
 def test_client_server_mode(chroma_server: str, paper_agent: PaperAgent, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "local", index=IndexSettings(chroma_url=chroma_server))
     agent = PaperAgent(settings, embedder=paper_agent.embedder)
-    page = next(BUNDLED_CORPUS.glob("003_*.txt"))
+    page = next(CORPUS.glob("003_*.txt"))
     report, stats = agent.ingest([page], progress=False)
     assert stats.embedded == stats.chunks > 0
     assert agent.index.stats()["papers"] == len(report.papers) == 64
@@ -95,7 +96,7 @@ def test_client_server_mode(chroma_server: str, paper_agent: PaperAgent, tmp_pat
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")
 def test_ingest_and_search_with_networking_disabled(tmp_path: Path) -> None:
-    page = next(BUNDLED_CORPUS.glob("003_*.txt"))
+    page = next(CORPUS.glob("003_*.txt"))
     cli = Path(sys.executable).with_name("paper-agent")
     script = (
         f"ip link set lo up && {cli} ingest -q {page} >/dev/null && {cli} stats --json > {tmp_path}/a.json && "

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ModelServerUnavailable
-from agent.llm import OpenAIChatModel, health, resolve_model
-from agent.llm_server import LOG_NAME, PID_NAME, LocalServer, answers, ensure_server
-from agent.settings import Settings
+from paper_agent.errors import ModelServerUnavailable
+from paper_agent.llm import OpenAIChatModel, health, resolve_model
+from paper_agent.llm_server import LOG_NAME, PID_NAME, LocalServer, answers, ensure_server
+from paper_agent.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.llm import OpenAIChatModel
-from agent.service import PaperAgent
-from agent.settings import LLMSettings, RetrieveSettings, Settings
+from paper_agent.llm import OpenAIChatModel
+from paper_agent.service import PaperAgent
+from paper_agent.settings import LLMSettings, RetrieveSettings, Settings
 from tests.unit.test_llm import closed_port_url
 
 pytestmark = pytest.mark.integration

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.retrieve import Retriever
-from agent.service import PaperAgent
-from agent.settings import RetrieveSettings, Settings
-from agent.types import paper_id_for
+from paper_agent.retrieve import Retriever
+from paper_agent.service import PaperAgent
+from paper_agent.settings import RetrieveSettings, Settings
+from paper_agent.types import paper_id_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,9 @@ import pytest
 from gradio_client import Client
 from playwright.sync_api import Page, expect, sync_playwright
 
-from agent.settings import PROJECT_ROOT
 from tests.integration.conftest import APP_KEY, RunningApp
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout
 
 pytestmark = pytest.mark.integration
 

@@ -10,17 +10,17 @@ from typing import Any
 
 import pytest
 
-from agent.answer import REFUSAL, answer, answer_stream, build_messages
-from agent.citations import Claim, json_claims, parse_claims, render_json_reply
-from agent.decide import Chosen, Decision, answering_sentences
-from agent.followup import needs_context, standalone_question
-from agent.lexical import LexicalIndex
-from agent.prompts import PromptError, load_prompts, load_template
-from agent.service import PaperAgent
-from agent.settings import AnswerSettings, Settings
-from agent.sources import prepare_sources
-from agent.types import Delta, Final, PaperHit, Passage, Sources
-from agent.verify import split_sentences
+from paper_agent.answer import REFUSAL, answer, answer_stream, build_messages
+from paper_agent.citations import Claim, json_claims, parse_claims, render_json_reply
+from paper_agent.decide import Chosen, Decision, answering_sentences
+from paper_agent.followup import needs_context, standalone_question
+from paper_agent.lexical import LexicalIndex
+from paper_agent.prompts import PromptError, load_prompts, load_template
+from paper_agent.service import PaperAgent
+from paper_agent.settings import AnswerSettings, Settings
+from paper_agent.sources import prepare_sources
+from paper_agent.types import Delta, Final, PaperHit, Passage, Sources
+from paper_agent.verify import split_sentences
 from tests.conftest import HashEmbedder
 
 
@@ -298,7 +298,7 @@ def test_the_agent_rewrites_a_follow_up_before_searching(tmp_path: Path) -> None
     agent = PaperAgent(
         Settings(data_dir=tmp_path / "index", answer=lenient()), embedder=HashEmbedder(), chat_model=model
     )
-    from agent.types import Paper
+    from paper_agent.types import Paper
 
     papers = [Paper(p.paper_id, p.title, p.text, "unit.jsonl") for p in (BLIP, SPARSE)]
     agent.index.ingest(papers, agent.embedder, progress=False)

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from agent.llm import Messages, OpenAIChatModel
-from agent.query_embed import CachingEmbedder, QueryCache
-from agent.service import PaperAgent
-from agent.settings import LLMSettings, ServeSettings, Settings
-from agent.types import Answer, Citation, Delta, Final, Paper, Sources, StreamEvent
-from agent.web.app import create_app
+from paper_agent.llm import Messages, OpenAIChatModel
+from paper_agent.query_embed import CachingEmbedder, QueryCache
+from paper_agent.service import PaperAgent
+from paper_agent.settings import LLMSettings, ServeSettings, Settings
+from paper_agent.types import Answer, Citation, Delta, Final, Paper, Sources, StreamEvent
+from paper_agent.web.app import create_app
 from tests.conftest import HashEmbedder
 
 PROP = Paper(

@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.bundled_vectors import BUNDLED_VECTORS, FORMAT, load, shipped_vectors, vector_key, vectors_path, write
-from agent.corpus import read_paths
-from agent.embed import embedder_name, fingerprint
-from agent.index import Index, IngestStats
-from agent.query_embed import BatchingEmbedder
-from agent.settings import BUNDLED_CORPUS, EmbedSettings, IndexSettings, Settings
-from agent.types import Paper
+from paper_agent.bundled_vectors import BUNDLED_VECTORS, FORMAT, load, shipped_vectors, vector_key, vectors_path, write
+from paper_agent.corpus import read_paths
+from paper_agent.data import CORPUS
+from paper_agent.embed import embedder_name, fingerprint
+from paper_agent.index import Index, IngestStats
+from paper_agent.query_embed import BatchingEmbedder
+from paper_agent.settings import EmbedSettings, IndexSettings, Settings
+from paper_agent.types import Paper
 from scripts.bundle_vectors import bundle, chunk_texts
 from tests.conftest import HashEmbedder, RecordingEmbedder, papers_from
 
@@ -122,7 +123,7 @@ def test_other_chunker_settings_refuse_the_whole_file(
     # Alpha and Gamma are one chunk either way, so their texts and keys still match: the header refuses them.
     settings = Settings(data_dir=tmp_path / "index", index=IndexSettings(chunk_tokens=128))
     embedder = ShippableEmbedder()
-    with caplog.at_level(logging.INFO, logger="agent.bundled_vectors"):
+    with caplog.at_level(logging.INFO, logger="paper_agent.bundled_vectors"):
         _, stats = _ingest(settings, folder, papers_from(tmp_path, PAPERS), embedder)
     assert len(embedder.embedded) == stats.chunks and stats.shipped == 0
     assert "chunk_tokens: file 256, here 128" in caplog.text
@@ -165,7 +166,7 @@ def test_a_damaged_file_is_refused_and_everything_embedded(
 ) -> None:
     damage(vectors_path(folder, ShippableEmbedder.name))
     embedder = ShippableEmbedder()
-    with caplog.at_level(logging.WARNING, logger="agent.bundled_vectors"):
+    with caplog.at_level(logging.WARNING, logger="paper_agent.bundled_vectors"):
         _, stats = _ingest(tmp_settings, folder, papers_from(tmp_path, PAPERS), embedder)
     assert len(embedder.embedded) == stats.chunks and stats.shipped == 0
     assert "unusable" in caplog.text and reason in caplog.text
@@ -225,7 +226,7 @@ def test_the_shipped_file_holds_every_chunk_of_the_bundled_corpus_as_the_default
     settings = IndexSettings()
     assert header["fingerprint"] == fingerprint(EmbedSettings())
     assert (header["chunk_tokens"], header["chunk_overlap"]) == (settings.chunk_tokens, settings.chunk_overlap)
-    texts = chunk_texts(read_paths([BUNDLED_CORPUS]).papers, settings)
+    texts = chunk_texts(read_paths([CORPUS]).papers, settings)
     stale = "the shipped vectors are stale: run scripts/bundle_vectors.py"
     assert {vector_key(embedder_name(EmbedSettings()), t) for t in texts} == {k.tobytes() for k in keys}, stale
     assert path.stat().st_size < 5_000_000

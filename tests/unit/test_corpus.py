@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.corpus import read_file, read_listing_page, read_paths
-from agent.settings import BUNDLED_CORPUS
-from agent.types import paper_id_for
+from paper_agent.corpus import read_file, read_listing_page, read_paths
+from paper_agent.data import CORPUS
+from paper_agent.types import paper_id_for
 
-PAGES = sorted(BUNDLED_CORPUS.glob("*.txt"))
+PAGES = sorted(CORPUS.glob("*.txt"))
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ def test_listing_page_known_answers(name: str, count: int, first: str, last: str
 
 
 def test_bundled_corpus_has_492_unique_papers() -> None:
-    report = read_paths([BUNDLED_CORPUS])
+    report = read_paths([CORPUS])
     assert (report.files, len(report.papers), report.duplicates, report.skipped) == (5, 492, 39, [])
     assert len({p.id for p in report.papers}) == 492
 
@@ -52,8 +52,8 @@ def test_page_chrome_is_skipped() -> None:
 
 
 def test_public_question_set_gold_ids_resolve() -> None:
-    ids = {p.id for p in read_paths([BUNDLED_CORPUS]).papers}
-    questions = [json.loads(line) for line in (BUNDLED_CORPUS.parents[1] / "eval/datasets/public.jsonl").open()]
+    ids = {p.id for p in read_paths([CORPUS]).papers}
+    questions = [json.loads(line) for line in (CORPUS.parents[1] / "eval/datasets/public.jsonl").open()]
     assert {g for q in questions for g in q["gold_ids"]} <= ids
 
 

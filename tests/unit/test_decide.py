@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.decide import (
+from paper_agent.decide import (
     Calibration,
     Decision,
     answering_sentences,
@@ -17,10 +17,10 @@ from agent.decide import (
     load_calibration,
     read_signals,
 )
-from agent.errors import AgentError
-from agent.lexical import LexicalIndex
-from agent.settings import AnswerSettings
-from agent.signals import (
+from paper_agent.errors import AgentError
+from paper_agent.lexical import LexicalIndex
+from paper_agent.settings import AnswerSettings
+from paper_agent.signals import (
     FEATURES,
     absent_names,
     asks_for_paper,
@@ -30,8 +30,8 @@ from agent.signals import (
     term_coverage,
     unseen_terms,
 )
-from agent.sources import prepare_sources
-from agent.types import PaperHit, Passage
+from paper_agent.sources import prepare_sources
+from paper_agent.types import PaperHit, Passage
 from tests.conftest import HashEmbedder
 
 

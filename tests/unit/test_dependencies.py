@@ -11,11 +11,10 @@ from functools import cache
 from importlib.metadata import distribution, packages_distributions
 from pathlib import Path
 
-from agent.settings import PROJECT_ROOT
-
-# The code that ships and runs: the package, the evaluation harness and the app entry point.
-SOURCES = [PROJECT_ROOT / "agent", PROJECT_ROOT / "eval", PROJECT_ROOT / "app.py"]
-OURS = {"agent", "eval", "app", "tests", "scripts"}
+ROOT = Path(__file__).resolve().parents[2]
+# The code that ships and runs: the package's folders (agent/, eval/, prompts/, data/) and the app entry point.
+SOURCES = [ROOT / folder for folder in ("agent", "eval", "prompts", "data", "app.py")]
+OURS = {"paper_agent", "app", "tests", "scripts"}
 # Declared and needed at run time, though no module of ours imports them.
 NEEDED_WITHOUT_IMPORT = {
     # Model files carried by PyPI packages, located on disk by agent/embed.py (find_spec, importlib.metadata).
@@ -33,7 +32,7 @@ def _normalized(name: str) -> str:
 
 def _declared() -> set[str]:
     """The distributions `pip install .` installs directly (extras are for other hosts or for development)."""
-    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
     return {_normalized(re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec)[0]) for spec in project["dependencies"]}
 
 
@@ -88,7 +87,7 @@ def test_every_imported_module_is_declared() -> None:
     for module, path in _imported_modules().items():
         distributions = _owners(module)
         if not distributions & declared:
-            where = path.relative_to(PROJECT_ROOT)
+            where = path.relative_to(ROOT)
             undeclared[module] = f"{where} (from {', '.join(sorted(distributions)) or 'no installed distribution'})"
     assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
 
@@ -110,7 +109,7 @@ def _pins(path: Path) -> dict[str, str]:
 
 def test_vllm_has_its_own_constraints_with_our_torch() -> None:
     # vLLM lives in an environment of its own (constraints-gpu.txt says why); the torch it runs is still ours.
-    ours, gpu = _pins(PROJECT_ROOT / "constraints.txt"), _pins(PROJECT_ROOT / "constraints-gpu.txt")
+    ours, gpu = _pins(ROOT / "constraints.txt"), _pins(ROOT / "constraints-gpu.txt")
     assert "vllm" in gpu
     assert gpu["torch"] == ours["torch"]
     assert "vllm" not in _declared()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.embed import MINILM, MPNET, _installed_parts, assemble_split_zip, bundled_model_path, embedder_name
-from agent.errors import AgentError
-from agent.settings import EmbedSettings
+from paper_agent.embed import MINILM, MPNET, _installed_parts, assemble_split_zip, bundled_model_path, embedder_name
+from paper_agent.errors import AgentError
+from paper_agent.settings import EmbedSettings
 
 WEIGHTS = b"not really safetensors, but bytes with a known hash" * 1000
 

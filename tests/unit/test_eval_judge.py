@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 
-from agent.errors import ModelServerUnavailable
-from agent.service import PaperAgent
-from agent.settings import LLMSettings, Settings
-from agent.types import Answer, Citation, Paper
-from agent.verify import support
-from eval.dataset import load_questions
-from eval.diff import diff_summaries, load_summary
-from eval.ragas_judge import Judge, JudgeSample, self_test
-from eval.run import run_eval
+from paper_agent.errors import ModelServerUnavailable
+from paper_agent.eval.dataset import load_questions
+from paper_agent.eval.diff import diff_summaries, load_summary
+from paper_agent.eval.ragas_judge import Judge, JudgeSample, self_test
+from paper_agent.eval.run import run_eval
+from paper_agent.service import PaperAgent
+from paper_agent.settings import LLMSettings, Settings
+from paper_agent.types import Answer, Citation, Paper
+from paper_agent.verify import support
 from tests.conftest import HashEmbedder
 
 # --- judge fakes ---------------------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def test_full_run_with_a_capable_judge_fills_in_ragas(scripted: tuple[ScriptedAg
     assert summary["refusal_rate_unanswerable"]["value"] == 1.0
     assert summary["citation_recall"]["value"] == 1.0
     assert summary["run"]["judge_selftest"]["correct"] == 6
-    assert "agent.verify.support" in summary["run"]["citation_entailment"]
+    assert "paper_agent.verify.support" in summary["run"]["citation_entailment"]
 
 
 def test_weak_judge_is_reported_as_not_measured(scripted: tuple[ScriptedAgent, Path], tmp_path: Path) -> None:

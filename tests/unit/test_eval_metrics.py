@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from eval.dataset import DEFAULT_QUESTIONS, BadQuestionFile, load_questions, parse_question
-from eval.diff import diff_summaries, format_diff
-from eval.metrics import (
+from paper_agent.eval.dataset import DEFAULT_QUESTIONS, BadQuestionFile, load_questions, parse_question
+from paper_agent.eval.diff import diff_summaries, format_diff
+from paper_agent.eval.metrics import (
     citation_scores,
     cited_numbers,
     hit_at,
@@ -20,8 +20,8 @@ from eval.metrics import (
     split_sentences,
     strip_markers,
 )
-from eval.record import Record
-from eval.summary import summarize
+from paper_agent.eval.record import Record
+from paper_agent.eval.summary import summarize
 
 # --- retrieval -----------------------------------------------------------------------------------------------
 

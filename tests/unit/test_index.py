@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.chunking import chunk_paper
-from agent.corpus import read_paths
-from agent.errors import IndexBuiltWithOtherModel
-from agent.index import LEGACY_EMBEDDER, Index
-from agent.retrieve import Retriever
-from agent.settings import IndexSettings, RetrieveSettings, Settings
-from agent.types import Paper, paper_id_for
+from paper_agent.chunking import chunk_paper
+from paper_agent.corpus import read_paths
+from paper_agent.errors import IndexBuiltWithOtherModel
+from paper_agent.index import LEGACY_EMBEDDER, Index
+from paper_agent.retrieve import Retriever
+from paper_agent.settings import IndexSettings, RetrieveSettings, Settings
+from paper_agent.types import Paper, paper_id_for
 from tests.conftest import HashEmbedder
 
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from agent import llamacpp_server, llm_launch, llm_server
-from agent.errors import ModelServerUnavailable
-from agent.llm import ChatModel, OpenAIChatModel, health, resolve_model, response_format
-from agent.llm_launch import (
+from paper_agent import llamacpp_server, llm_launch, llm_server
+from paper_agent.errors import ModelServerUnavailable
+from paper_agent.llm import ChatModel, OpenAIChatModel, health, resolve_model, response_format
+from paper_agent.llm_launch import (
     choose_backend,
     find_gguf,
     llamacpp_command,
@@ -25,8 +25,8 @@ from agent.llm_launch import (
     server_command,
     vllm_command,
 )
-from agent.llm_server import ensure_server, wait_until_ready
-from agent.settings import LLMSettings, ServerSettings, Settings
+from paper_agent.llm_server import ensure_server, wait_until_ready
+from paper_agent.settings import LLMSettings, ServerSettings, Settings
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -328,7 +328,7 @@ def test_llamacpp_command(tmp_path: Path) -> None:
         server=ServerSettings(port=8111, threads=3, parallel=4, gguf_path=gguf),
     )
     command = llamacpp_command(settings)
-    assert command[1:3] == ["-m", "agent.llamacpp_server"]
+    assert command[1:3] == ["-m", "paper_agent.llamacpp_server"]
     args = llamacpp_server.parse_args(command[3:])
     assert (args.gguf, args.port, args.threads, args.parallel) == (str(gguf.resolve()), 8111, 3, 4)
     assert (args.ctx, args.alias, args.host) == (2048, "tiny", "127.0.0.1")
@@ -358,7 +358,7 @@ def test_explicit_backend_does_not_probe_for_a_gpu(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(llm_launch, "vllm_gpu_available", probe)
     settings = Settings(server=ServerSettings(backend="llamacpp"))
-    assert server_command(settings)[1:3] == ["-m", "agent.llamacpp_server"]
+    assert server_command(settings)[1:3] == ["-m", "paper_agent.llamacpp_server"]
 
 
 def test_auto_backend_starts_vllm_where_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:

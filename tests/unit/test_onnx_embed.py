@@ -11,9 +11,9 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import BertConfig, BertModel
 
-from agent.embed import sha256_of
-from agent.errors import AgentError
-from agent.onnx_embed import FILES, OnnxEmbedder, _quantizable, exported
+from paper_agent.embed import sha256_of
+from paper_agent.errors import AgentError
+from paper_agent.onnx_embed import FILES, OnnxEmbedder, _quantizable, exported
 
 WORDS = ["[PAD]", "[UNK]", "the", "papers", "bootstrap", "alignment", "with", "synthetic", "data", "and"]
 WORDS += ["retrieval", "models"]

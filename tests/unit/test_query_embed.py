@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from agent.query_embed import BatchingEmbedder, CachingEmbedder, QueryCache
+from paper_agent.query_embed import BatchingEmbedder, CachingEmbedder, QueryCache
 from tests.conftest import HashEmbedder
 
 

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from agent.corpus import read_paths
-from agent.errors import AgentError, ModelServerUnavailable
-from agent.index import Index
-from agent.prompts import load_template
-from agent.rerank import UNDECIDED, LLMReranker, yes_probability
-from agent.retrieve import Retriever
-from agent.service import PaperAgent
-from agent.settings import RetrieveSettings, Settings
-from agent.types import PaperHit, Passage
+from paper_agent.corpus import read_paths
+from paper_agent.errors import AgentError, ModelServerUnavailable
+from paper_agent.index import Index
+from paper_agent.prompts import load_template
+from paper_agent.rerank import UNDECIDED, LLMReranker, yes_probability
+from paper_agent.retrieve import Retriever
+from paper_agent.service import PaperAgent
+from paper_agent.settings import RetrieveSettings, Settings
+from paper_agent.types import PaperHit, Passage
 from tests.conftest import HashEmbedder
 
 TEMPLATE = load_template("rerank")

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.corpus import read_paths
-from agent.errors import IndexNotBuilt
-from agent.index import Index
-from agent.lexical import FORMAT, LexicalIndex, sync_lexical
-from agent.retrieve import Retriever, fuse, rank_papers
-from agent.service import PaperAgent
-from agent.settings import RetrieveSettings, Settings
-from agent.types import Passage
+from paper_agent.corpus import read_paths
+from paper_agent.errors import IndexNotBuilt
+from paper_agent.index import Index
+from paper_agent.lexical import FORMAT, LexicalIndex, sync_lexical
+from paper_agent.retrieve import Retriever, fuse, rank_papers
+from paper_agent.service import PaperAgent
+from paper_agent.settings import RetrieveSettings, Settings
+from paper_agent.types import Passage
 from tests.conftest import HashEmbedder
 
 

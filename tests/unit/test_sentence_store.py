@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.chunking import chunk_paper
-from agent.index import Index
-from agent.sentence_store import SHIPPED_KIND, evidence_sentences, sentence_key
-from agent.service import PaperAgent
-from agent.settings import IndexSettings, Settings
-from agent.sources import evidence_passage, prepare_sources
-from agent.types import Chunk, PaperHit, Passage
+from paper_agent.chunking import chunk_paper
+from paper_agent.index import Index
+from paper_agent.sentence_store import SHIPPED_KIND, evidence_sentences, sentence_key
+from paper_agent.service import PaperAgent
+from paper_agent.settings import IndexSettings, Settings
+from paper_agent.sources import evidence_passage, prepare_sources
+from paper_agent.types import Chunk, PaperHit, Passage
 from scripts.bundle_vectors import bundle_sentences
 from tests.conftest import HashEmbedder, RecordingEmbedder, papers_from
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from agent.cli import build_parser
-from agent.settings import PROJECT_ROOT, RetrieveSettings, ServeSettings, Settings, field_bounds
+from paper_agent.cli import build_parser
+from paper_agent.settings import RetrieveSettings, ServeSettings, Settings, field_bounds
 from scripts.settings_table import table
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout
 
 
 def test_nested_environment_override(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,28 +1,29 @@
-"""The package's shape: agent's modules import each other without a cycle, and each stays under 300 lines."""
+"""The package's shape: paper_agent's modules import each other without a cycle, and each stays under 300 lines."""
 
 from __future__ import annotations
 
 import ast
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
-from agent.settings import PROJECT_ROOT
-
-AGENT = PROJECT_ROOT / "agent"
+ROOT = Path(__file__).resolve().parents[2]
+# Where each part of the one installed package lives in the checkout: {"paper_agent": "agent", ...}.
+PACKAGE_DIRS: dict[str, str] = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"][
+    "package-dir"
+]
 MAX_LINES = 300
-# The web layer is being moved into `agent/web/` (issue 12) and split there; until it lands, these files are
-# exempt from the line limit (not from the cycle check).
-LINE_LIMIT_EXEMPT = {"agent/web", "agent/ui.py", "agent/serving.py", "agent/openai_api.py"}
 # Known import edges that close a cycle, left out of the check until they are removed (each with the way out).
 KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {}
 
 
 def _modules() -> dict[str, Path]:
-    """Every module under agent/, by dotted name (a package by its own name, not `__init__`)."""
+    """Every module of the package, by dotted name (a package by its own name, not `__init__`)."""
     found = {}
-    for path in sorted(AGENT.rglob("*.py")):
-        parts = path.relative_to(PROJECT_ROOT).with_suffix("").parts
-        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    for package, folder in PACKAGE_DIRS.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = (*package.split("."), *path.relative_to(ROOT / folder).with_suffix("").parts)
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
 
 
@@ -42,7 +43,7 @@ def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
 
 
 def _imported_modules(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
-    """The agent modules that module `name` (at `path`) imports."""
+    """The package's modules that module `name` (at `path`) imports."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     targets: set[str] = set()
     for node in _imports(ast.parse(path.read_text("utf-8"))):
@@ -53,7 +54,7 @@ def _imported_modules(path: Path, name: str, modules: dict[str, Path]) -> set[st
         if node.level:  # relative: `from . import x`, `from .y import z`
             anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
             base = f"{anchor}.{base}" if base else anchor
-        # `from agent import llm` names a module; `from agent.llm import X` names something in one.
+        # `from paper_agent import llm` names a module; `from paper_agent.llm import X` names something in one.
         targets.update(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names)
     # A module's own package is left out: its __init__ has run before the module, whatever the module imports.
     return {t for t in targets if t in modules and t != name and not name.startswith(f"{t}.")}
@@ -98,8 +99,8 @@ def test_cycle_finder_finds_a_planted_cycle() -> None:
 
 def test_the_graph_sees_deferred_imports() -> None:
     graph = _graph()
-    assert "agent.llm" in graph["agent.service"]  # imported inside `PaperAgent.model`, not at the top
-    assert "agent.llm_launch" in graph["agent.llm"]
+    assert "paper_agent.llm" in graph["paper_agent.service"]  # imported inside `PaperAgent.model`, not at the top
+    assert "paper_agent.llm_launch" in graph["paper_agent.llm"]
 
 
 def test_known_cycle_edges_still_exist() -> None:
@@ -108,18 +109,40 @@ def test_known_cycle_edges_still_exist() -> None:
     assert not gone, f"remove these from KNOWN_CYCLE_EDGES, the imports are gone: {gone}"
 
 
-def test_agent_modules_import_without_a_cycle() -> None:
+def test_modules_import_without_a_cycle() -> None:
     cycle = _cycle(_without_known_edges(_graph()))
-    assert cycle is None, f"import cycle among agent's modules: {' -> '.join(cycle or [])}"
+    assert cycle is None, f"import cycle among the package's modules: {' -> '.join(cycle or [])}"
 
 
-def test_agent_modules_are_under_300_lines() -> None:
+def test_the_graph_covers_every_folder_of_the_package() -> None:
+    names = _modules()
+    assert {"paper_agent.cli", "paper_agent.web.app", "paper_agent.eval.run", "paper_agent.prompts"} <= set(names)
+
+
+def test_modules_are_under_300_lines() -> None:
     too_long = {}
     for path in _modules().values():
-        relative = path.relative_to(PROJECT_ROOT).as_posix()
-        if any(relative == exempt or relative.startswith(f"{exempt}/") for exempt in LINE_LIMIT_EXEMPT):
-            continue
+        relative = path.relative_to(ROOT).as_posix()
         lines = len(path.read_text("utf-8").splitlines())
         if lines > MAX_LINES:
             too_long[relative] = lines
     assert not too_long, f"modules over {MAX_LINES} lines (split them by concept): {too_long}"
+
+
+def test_nothing_imports_the_checkout_folders_by_their_own_names() -> None:
+    """In the checkout `import agent` happens to work (the folder is on sys.path); installed, only `paper_agent`
+    exists. So nothing may import `agent` or `eval` themselves: it would pass here and fail from the wheel."""
+    folders = {"agent", "eval", "prompts", "data"}
+    wrong = []
+    for path in sorted(ROOT.glob("**/*.py")):
+        if any(part.startswith(".") or part in {"build", "node_modules"} for part in path.relative_to(ROOT).parts):
+            continue
+        for node in _imports(ast.parse(path.read_text("utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if node_level(node) == 0 and any(name.split(".")[0] in folders for name in names):
+                wrong.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not wrong, f"import paper_agent.… instead: {wrong}"
+
+
+def node_level(node: ast.Import | ast.ImportFrom) -> int:
+    return node.level if isinstance(node, ast.ImportFrom) else 0

@@ -7,11 +7,11 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from agent.types import Answer, PaperRef
-from agent.web.gate import GenerationGate
-from agent.web.metrics import Metrics
-from agent.web.ui import ChatTurns, example_questions, linkify, plain_history
-from agent.web.ui_sources import highlight, panel, turn_panel
+from paper_agent.types import Answer, PaperRef
+from paper_agent.web.gate import GenerationGate
+from paper_agent.web.metrics import Metrics
+from paper_agent.web.ui import ChatTurns, example_questions, linkify, plain_history
+from paper_agent.web.ui_sources import highlight, panel, turn_panel
 from tests.unit.test_app import PROP, QUOTE, FakeAgent, make_agent
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.verify import (
+from paper_agent.verify import (
     adds_to,
     asks_for_figure,
     check_sentence,

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from agent.settings import RetrieveSettings
-from agent.web.app import create_app
+from paper_agent.settings import RetrieveSettings
+from paper_agent.web.app import create_app
 from tests.unit.test_app import PROP, make_agent
 
 ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.errors import Overloaded
-from agent.web.gate import GenerationGate
-from agent.web.history import chat_history, strip_references
+from paper_agent.errors import Overloaded
+from paper_agent.web.gate import GenerationGate
+from paper_agent.web.history import chat_history, strip_references
 
 
 def test_gate_refuses_past_its_limit_and_reopens() -> None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
-from agent.errors import AgentError
-from agent.settings import PROJECT_ROOT
+from paper_agent.errors import AgentError
 
-PROMPTS_DIR = PROJECT_ROOT / "prompts"
+PROMPTS_DIR = Path(str(files(__name__)))  # the templates beside this file; pip installs packages unzipped
 
 # name -> the slots its file must use, exactly. `system` has none: it is the fixed prefix every request
 # shares, so llama.cpp's prompt cache can reuse its evaluation across questions.
