@@ -8,11 +8,16 @@ a chunk needs embedding again. `agent.index.Index` is the only caller; nothing e
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from paper_agent.settings import Settings
+from paper_agent.settings import IndexSettings, Settings
 from paper_agent.types import Chunk, Paper, Passage
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def make_client(settings: Settings) -> Any:
@@ -33,17 +38,53 @@ def make_client(settings: Settings) -> Any:
     return chromadb.PersistentClient(path=str(settings.data_dir / "chroma"), settings=chroma_settings)
 
 
-def open_collection(client: Any, name: str, ef_search: int) -> Any:
+def open_collection(client: Any, name: str, settings: IndexSettings) -> Any:
     """A cosine collection that stores our vectors (never Chroma's downloading default embedder)."""
-    hnsw = {"space": "cosine", "ef_search": ef_search}
+    ef_search = settings.hnsw_ef_search
+    hnsw = {
+        "space": "cosine",
+        "ef_search": ef_search,
+        "ef_construction": settings.hnsw_ef_construction,
+        "max_neighbors": settings.hnsw_max_neighbors,
+    }
     collection = client.get_or_create_collection(name, configuration={"hnsw": hnsw}, embedding_function=None)
     # subtle: Chroma rebuilds its HNSW graph from the log in parallel when a process opens it, so with a
     # narrow search the tail of the top 60 differed between processes. A search as wide as the collection
-    # is exact and repeatable; an existing collection gets the setting here.
+    # is exact and repeatable; an existing collection gets the setting here (the build parameters it keeps).
     current = (collection.configuration_json or {}).get("hnsw") or {}
     if current.get("ef_search") != ef_search:
         collection.modify(configuration={"hnsw": {"ef_search": ef_search}})
     return collection
+
+
+def write_chunks(
+    collection: Any, chunks: Sequence[Chunk], vectors: np.ndarray, hashes: Mapping[str, str], settings: IndexSettings
+) -> None:
+    """Upsert chunks with their vectors, `write_batch_size` a request and `writers` requests in flight."""
+
+    def write(start: int) -> None:
+        batch = chunks[start : start + settings.write_batch_size]
+        collection.upsert(
+            ids=[c.id for c in batch],
+            embeddings=vectors[start : start + len(batch)],
+            documents=[c.text for c in batch],
+            metadatas=[chunk_metadata(c, hashes[c.id]) for c in batch],
+        )
+
+    starts = range(0, len(chunks), settings.write_batch_size)
+    if settings.writers == 1:
+        for start in starts:
+            write(start)
+        return
+    # subtle: the server does the work (HNSW insert, SQLite); a second request in flight overlaps one's JSON and
+    # HTTP with the other's insert. More than the server's cores only queues.
+    with ThreadPoolExecutor(settings.writers) as pool:
+        list(pool.map(write, starts))
+
+
+def batches(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
 
 
 def content_hash(chunk: Chunk, embedder_name: str) -> str:

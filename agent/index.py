@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from paper_agent.bundled_vectors import BUNDLED_VECTORS, shipped_vectors
 from paper_agent.chroma import (
+    batches,
     chunk_from_record,
     chunk_metadata,
     content_hash,
@@ -31,6 +32,7 @@ from paper_agent.chroma import (
     paper_metadata,
     passage_from_record,
     rescored,
+    write_chunks,
 )
 from paper_agent.chunking import chunk_paper, embedding_text
 from paper_agent.embed import Embedder
@@ -112,7 +114,7 @@ class Index:
         return len(chunks)
 
     def _collection(self, name: str) -> Any:
-        return open_collection(self.client, name, self.settings.hnsw_ef_search)
+        return open_collection(self.client, name, self.settings)
 
     # ingest -----------------------------------------------------------------------------------------
 
@@ -153,9 +155,15 @@ class Index:
             )
         return stats
 
+    def write_vectors(self, chunks: Sequence[Chunk], vectors: np.ndarray, embedder_name: str) -> None:
+        """Store chunks whose vectors `embedder_name` already made (a bulk load): no embedding, no paper records."""
+        self.chunks.modify(metadata={"embedder": embedder_name})
+        hashes = {c.id: content_hash(c, embedder_name) for c in chunks}
+        write_chunks(self.chunks, chunks, vectors, hashes, self.settings)
+
     def _stored_hashes(self, ids: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}
-        for batch in _batches(ids, 1000):
+        for batch in batches(ids, 1000):
             got = self.chunks.get(ids=batch, include=["metadatas"])
             found.update({i: str(m.get("hash")) for i, m in zip(got["ids"], got["metadatas"] or [])})
         return found
@@ -189,7 +197,7 @@ class Index:
         shipped = shipped_vectors(texts, embedder, self.settings, self.vectors_dir)
         vectors: dict[str, np.ndarray] = {}
         with tqdm(total=len(todo), desc="embedding chunks", unit="chunk", disable=not progress or not todo) as bar:
-            for batch, embedded in self._vector_batches(todo, texts, shipped, embedder):
+            for batch, embedded in self._vectorbatches(todo, texts, shipped, embedder):
                 self.chunks.upsert(
                     ids=[c.id for c in batch],
                     embeddings=embedded,
@@ -202,16 +210,16 @@ class Index:
                 bar.update(len(batch))
         return vectors, len(shipped)
 
-    def _vector_batches(
+    def _vectorbatches(
         self, todo: list[Chunk], texts: dict[str, str], shipped: dict[str, np.ndarray], embedder: Embedder
     ) -> Iterator[tuple[list[Chunk], np.ndarray]]:
         """`todo` in batches with their vectors: first those the shipped file holds, then the rest, embedded."""
         size = self.settings.embed_batch_size
-        for batch in _batches([c for c in todo if c.id in shipped], size):
+        for batch in batches([c for c in todo if c.id in shipped], self.settings.write_batch_size):
             yield batch, np.stack([shipped[c.id] for c in batch])
         # Longest first, like sentence-transformers does within one call: batches of similar length pad less.
         rest = sorted((c for c in todo if c.id not in shipped), key=lambda c: len(texts[c.id]), reverse=True)
-        for batch in _batches(rest, size):
+        for batch in batches(rest, size):
             yield batch, embedder.embed([texts[c.id] for c in batch])
 
     def _write_papers(self, papers: Sequence[Paper], chunks: list[Chunk], vectors: dict[str, np.ndarray]) -> None:
@@ -222,7 +230,7 @@ class Index:
             counts[c.paper_id] = counts.get(c.paper_id, 0) + 1
             if c.id in vectors:
                 by_paper.setdefault(c.paper_id, []).append(vectors[c.id])
-        for batch in _batches([p for p in papers if p.id in by_paper], 500):
+        for batch in batches([p for p in papers if p.id in by_paper], 500):
             means = [np.mean(by_paper[p.id], axis=0) for p in batch]
             self.papers.upsert(
                 ids=[p.id for p in batch],
@@ -287,8 +295,3 @@ class Index:
 
     def stats(self) -> dict[str, int]:
         return {"papers": self.papers.count(), "chunks": self.chunks.count()}
-
-
-def _batches(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])

@@ -4,6 +4,11 @@ The lexical index is derived data: it is rebuilt from the chunks Chroma stores (
 from the source files, so the two cannot disagree about what a chunk says. A fingerprint of every chunk's id,
 title and text is stored with it; `sync_lexical` compares it with Chroma's current chunks and rebuilds when they
 differ (the corpus is small: reading every chunk takes tens of milliseconds, rebuilding under a second).
+
+At scale (`bench/bench_scale.py`): the build turns each text straight into token ids (a word is stemmed once, not
+once per occurrence), and a loaded index is memory-mapped, its BM25 matrix and its copy of the chunks
+(`agent/chunk_table.py`) alike, so a worker's memory does not grow with the collection and the workers on one host
+share one copy in the page cache.
 """
 
 from __future__ import annotations
@@ -14,17 +19,18 @@ import json
 import re
 import shutil
 import uuid
-from collections.abc import Iterable
-from dataclasses import asdict
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from paper_agent.chunk_table import ChunkTable, TableRows, write_table
 from paper_agent.index import Index
 from paper_agent.types import Passage
 
 # Changes whenever tokenisation or scoring changes, so an index persisted by older code is rebuilt, not misread.
-FORMAT = "bm25s-lucene-k1.5-b0.75-en-snowball-title/1"
+FORMAT = "bm25s-lucene-k1.5-b0.75-en-snowball-title/2"
 _K1, _B = 1.5, 0.75  # the usual Lucene defaults; the public set is insensitive to them (0.9-1.5, 0.4-0.75)
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # bm25s's own default pattern
 
@@ -43,6 +49,23 @@ class _Analyzer:
         words = [w for w in _TOKEN.findall(text.lower()) if w not in self.stopwords]
         return self.stemmer.stemWords(words)
 
+    def token_ids(self, texts: Iterable[str]) -> tuple[list[array], dict[str, int]]:
+        """Every text as an array of token ids, and the vocabulary: what `__call__` gives, without a string per word."""
+        vocab: dict[str, int] = {}
+        of_word: dict[str, int] = {}  # lower-cased word -> token id, -1 for a stop word
+        docs = []
+        for text in texts:
+            ids = array("i")
+            for word in _TOKEN.findall(text.lower()):
+                i = of_word.get(word)
+                if i is None:
+                    stop = word in self.stopwords
+                    i = of_word[word] = -1 if stop else vocab.setdefault(self.stemmer.stemWord(word), len(vocab))
+                if i >= 0:
+                    ids.append(i)
+            docs.append(ids)
+        return docs, vocab
+
 
 def lexical_text(passage: Passage) -> str:
     """What gets indexed: title and text, like the dense side embeds (a title word matches every chunk)."""
@@ -60,10 +83,17 @@ def fingerprint(passages: Iterable[Passage]) -> str:
 class LexicalIndex:
     """BM25 over the stored chunks, held in memory; `query` never touches the disk."""
 
-    def __init__(self, bm25: object | None, passages: list[Passage], fingerprint: str) -> None:
+    def __init__(
+        self,
+        bm25: object | None,
+        passages: Sequence[Passage],
+        fingerprint: str,
+        by_id: Mapping[str, Passage] | None = None,
+    ) -> None:
         self.bm25 = bm25  # a bm25s.BM25, or None for an empty collection (bm25s cannot index nothing)
-        self.passages = passages
-        self.by_id = {p.chunk_id: p for p in passages}  # Chroma's chunks as of the fingerprint: see Index.query
+        self.passages = passages  # in BM25's document order; a list when built, mapped rows when loaded
+        # Chroma's chunks as of the fingerprint: see Index.query
+        self.by_id = by_id if by_id is not None else {p.chunk_id: p for p in passages}
         self.fingerprint = fingerprint
         self.analyze = _Analyzer()
 
@@ -75,9 +105,8 @@ class LexicalIndex:
         chunks = sorted(passages, key=lambda p: p.chunk_id)
         if not chunks:
             return cls(None, [], fingerprint([]))
-        analyze = _Analyzer()
         bm25 = bm25s.BM25(k1=_K1, b=_B, method="lucene")
-        bm25.index([analyze(lexical_text(p)) for p in chunks], show_progress=False)
+        bm25.index(_Analyzer().token_ids(lexical_text(p) for p in chunks), show_progress=False)
         return cls(bm25, [_unscored(p) for p in chunks], fingerprint(chunks))
 
     def __len__(self) -> int:
@@ -85,7 +114,7 @@ class LexicalIndex:
 
     @property
     def chunk_ids(self) -> set[str]:
-        return {p.chunk_id for p in self.passages}
+        return set(self.by_id)
 
     def query(self, text: str, n: int) -> list[Passage]:
         """The `n` best-scoring chunks that share at least one term with `text`, best first; score is BM25."""
@@ -121,8 +150,7 @@ class LexicalIndex:
         try:
             if self.bm25 is not None:
                 self.bm25.save(str(tmp / "bm25"), show_progress=False)  # type: ignore[attr-defined]
-            rows = "\n".join(json.dumps(asdict(p), ensure_ascii=False) for p in self.passages)
-            (tmp / "chunks.jsonl").write_text(rows, encoding="utf-8")
+            write_table(tmp, self.passages)
             meta = {"format": FORMAT, "fingerprint": self.fingerprint, "chunks": len(self.passages)}
             (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
             _swap_in(tmp, folder)
@@ -131,19 +159,19 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, folder: Path) -> LexicalIndex | None:
-        """The index saved in `folder`, or None when there is none, it is damaged, or another FORMAT wrote it."""
+        """The index saved in `folder`, memory-mapped; None when there is none, it is damaged, or another FORMAT
+        wrote it."""
         import bm25s
 
         meta = _read_meta(folder)
         if meta is None:
             return None
         try:
-            lines = (folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
-            passages = [Passage(**json.loads(line)) for line in lines if line]
-            bm25 = bm25s.BM25.load(str(folder / "bm25"), show_progress=False) if passages else None
+            table = ChunkTable(folder)
+            bm25 = bm25s.BM25.load(str(folder / "bm25"), mmap=True, show_progress=False) if len(table) else None
         except (OSError, ValueError, TypeError):
             return None  # rebuilt from Chroma by the caller: the index is derived data
-        return cls(bm25, passages, str(meta["fingerprint"]))
+        return cls(bm25, TableRows(table), str(meta["fingerprint"]), by_id=table)
 
 
 def stored_fingerprint(folder: Path) -> str | None:
@@ -163,6 +191,8 @@ def sync_lexical(index: Index, folder: Path) -> LexicalIndex:
     lexical = LexicalIndex.build(chunks)
     with contextlib.suppress(OSError):  # subtle: a read-only data dir (an image) still gets a correct index in memory
         lexical.save(folder)
+        # the mapped copy, so this worker holds what a worker that finds the index saved holds
+        return LexicalIndex.load(folder) or lexical
     return lexical
 
 

@@ -38,7 +38,27 @@ class IndexSettings(Section):
     chunk_overlap: int = Field(32, ge=0, le=512, description="Token overlap between neighbouring chunks.")
     embed_batch_size: int = Field(64, ge=1, le=1024, description="Texts per embedding batch.")
     hnsw_ef_search: int = Field(
-        1000, ge=10, le=100_000, description="HNSW search breadth; at least the chunk count makes dense search exact."
+        1000,
+        ge=10,
+        le=100_000,
+        description="HNSW search breadth: exact up to about this many chunks; past them, recall@10 as measured by "
+        "`bench/bench_scale.py` (README, Scale).",
+    )
+    hnsw_ef_construction: int = Field(
+        100, ge=10, le=2000, description="HNSW build breadth; applies when a collection is created."
+    )
+    hnsw_max_neighbors: int = Field(
+        16, ge=4, le=128, description="HNSW links per node (M); applies when a collection is created."
+    )
+    write_batch_size: int = Field(
+        1000,
+        ge=1,
+        le=5461,
+        description="Chunks per Chroma write of precomputed vectors (Chroma's cap is 5,461; 1,000 measured "
+        "fastest here, `bench/bench_scale.py`).",
+    )
+    writers: int = Field(
+        1, ge=1, le=16, description="Chroma writes in flight at once when loading precomputed vectors."
     )
 
 
