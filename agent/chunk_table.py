@@ -14,6 +14,7 @@ import mmap
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 
@@ -83,7 +84,11 @@ class TableRows(Sequence[Passage]):
     def __init__(self, table: ChunkTable) -> None:
         self.table = table
 
-    def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
+    @overload
+    def __getitem__(self, i: int) -> Passage: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Passage]: ...
+    def __getitem__(self, i: int | slice) -> Passage | list[Passage]:
         if isinstance(i, slice):
             return [self.table.row(j) for j in range(*i.indices(len(self)))]
         return self.table.row(i if i >= 0 else len(self) + i)
