@@ -33,10 +33,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from scale_data import BLOCK, SyntheticCorpus
 from scale_query import query_phase
+from scale_report import plot, print_table
 
 from paper_agent.index import Index
 from paper_agent.lexical import LexicalIndex
-from paper_agent.settings import IndexSettings, Settings
+from paper_agent.settings import IndexSettings, RetrieveSettings, Settings
 from paper_agent.types import Passage
 
 # `chroma run` as its console script does it, from whichever environment runs this file
@@ -72,7 +73,7 @@ def rss(pid: int) -> int:
     return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
 
 
-def load(index: Index, corpus: SyntheticCorpus, blocks: range, server: int, group: int) -> dict:
+def load(index: Index, corpus: SyntheticCorpus, blocks: range, server: subprocess.Popen, group: int) -> dict:
     """Write `blocks`' chunks; returns the seconds spent writing and the server's peak RSS."""
     writing, peak = 0.0, 0
     for start in range(blocks.start, blocks.stop, group):
@@ -82,7 +83,7 @@ def load(index: Index, corpus: SyntheticCorpus, blocks: range, server: int, grou
         began = time.perf_counter()
         index.write_vectors(chunks, vectors, EMBEDDER)
         writing += time.perf_counter() - began
-        peak = max(peak, rss(server))
+        peak = max(peak, rss(server.pid))
     return {"write_s": writing, "server_peak_rss": peak}
 
 
@@ -107,10 +108,44 @@ def exact_top10(corpus: SyntheticCorpus, blocks: int, queries: np.ndarray) -> li
     return best_i.tolist()
 
 
+def recall_by_ef(index: Index, ctx: dict, efs: list[int], vectors: np.ndarray, exact: list[list[str]]) -> dict:
+    """Recall@10 against `exact` and the raw query's p50/p95 (the `candidates` a search asks for) at each ef_search,
+    the first last, so the server is left searching at it.
+
+    subtle: Chroma reads ef_search when it loads a collection's HNSW index; `modify` on a running server changes
+    the stored configuration but not the loaded index (a collection created at ef 10 found 0.91 of the exact top
+    10 at 40 k chunks; one created at 1000 and modified to 10 still found 1.0). So each value is set and the
+    server restarted before it is measured."""
+    out = {}
+    n = RetrieveSettings().candidates
+    for ef in reversed(efs):
+        index.chunks.modify(configuration={"hnsw": {"ef_search": ef}})
+        restart_chroma(ctx)
+        index.chunks.query(query_embeddings=vectors[:1], n_results=10, include=[])  # loads the index
+        got = index.chunks.query(query_embeddings=vectors, n_results=10, include=[])["ids"]
+        ms = []
+        for v in vectors:
+            began = time.perf_counter()
+            index.chunks.query(query_embeddings=[v], n_results=n, include=["distances"])
+            ms.append((time.perf_counter() - began) * 1000)
+        out[ef] = {
+            "recall": float(np.mean([len(set(g) & set(e)) / 10 for g, e in zip(got, exact)])),
+            "p50_ms": float(np.percentile(ms, 50)),
+            "p95_ms": float(np.percentile(ms, 95)),
+        }
+    return out
+
+
+def restart_chroma(ctx: dict) -> None:
+    ctx["server"].terminate()
+    ctx["server"].wait(timeout=120)
+    ctx["server"] = start_chroma(ctx["chroma_dir"], ctx["port"], ctx["chroma_dir"].parent / "chroma.log")
+
+
 def stage(args: argparse.Namespace, index: Index, corpus: SyntheticCorpus, n: int, done: int, ctx: dict) -> dict:
     blocks = n // BLOCK
     row = {"chunks": n, "load_avg_1m": psutil.getloadavg()[0]}
-    loaded = load(index, corpus, range(done, blocks), ctx["server"].pid, args.group)
+    loaded = load(index, corpus, range(done, blocks), ctx["server"], args.group)
     row["ingest_chunks_s"] = (blocks - done) * BLOCK / loaded["write_s"]
     row["server_peak_rss_gb"] = loaded["server_peak_rss"] / 1e9
     time.sleep(2)  # let the server finish applying its log before it is measured and searched
@@ -131,15 +166,15 @@ def stage(args: argparse.Namespace, index: Index, corpus: SyntheticCorpus, n: in
     del lexical
 
     texts, vectors = corpus.queries(args.queries)
-    exact = exact_top10(corpus, blocks, vectors)
-    exact_ids = [[f"s{i // 4:07d}:{i % 4}" for i in top] for top in exact]
+    exact = [[f"s{i // 4:07d}:{i % 4}" for i in top] for top in exact_top10(corpus, blocks, vectors)]
+    by_ef = recall_by_ef(index, ctx, args.ef, vectors, exact)
+    row["recall_at_10"] = {ef: r["recall"] for ef, r in by_ef.items()}
+    row["raw_dense_by_ef"] = by_ef
     job = {
         "url": ctx["url"],
         "lexical_dir": str(ctx["lexical_dir"]),
         "texts": texts,
         "vectors": vectors,
-        "exact": exact_ids,
-        "ef": args.ef,
         "clients": args.clients,
         "embedder": EMBEDDER,
         "settings": index.settings.model_dump(),
@@ -150,51 +185,22 @@ def stage(args: argparse.Namespace, index: Index, corpus: SyntheticCorpus, n: in
     return row
 
 
-def print_table(rows: list[dict], clients: list[int]) -> None:
-    cols = ["chunks", "ingest/s", "chroma RSS GB", "chroma disk GB", "BM25 build s", "BM25 disk GB"]
-    cols += [f"{m} p50/p95 ms @{c}" for c in clients for m in ("dense", "lexical", "hybrid")]
-    cols += ["recall@10 (ef)", "worker RSS GB", "load avg"]
-    print("| " + " | ".join(cols) + " |")
-    print("|" + " --- |" * len(cols))
-    for r in rows:
-        cells = [
-            f"{r['chunks']:,}",
-            f"{r['ingest_chunks_s']:,.0f}",
-            f"{r['server_rss_gb']:.2f}",
-            f"{r['chroma_disk_gb']:.2f}",
-            f"{r['lexical_build_s']:.0f}",
-            f"{r['lexical_disk_gb']:.2f}",
-        ]
-        for c in clients:
-            for m in ("dense", "lexical", "hybrid"):
-                lat = r["latency"][f"{m}@{c}"]
-                cells.append(f"{lat['p50_ms']:.1f} / {lat['p95_ms']:.1f}")
-        cells.append(", ".join(f"{v:.3f} ({ef})" for ef, v in r["recall_at_10"].items()))
-        cells += [f"{r['worker_rss_gb']:.2f}", f"{r['load_avg_1m']:.1f}-{r['load_avg_1m_end']:.1f}"]
-        print("| " + " | ".join(cells) + " |")
-
-
-def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = [r["chunks"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for m in ("dense", "lexical", "hybrid"):
-        left.plot(n, [r["latency"][f"{m}@1"]["p95_ms"] for r in rows], marker="o", label=f"{m} p95, 1 client")
-    left.axhline(100, color="grey", linestyle=":", label="goal: hybrid p95 100 ms")
-    left.set(xscale="log", xlabel="chunks", ylabel="ms", title="search latency (query embedding excluded)")
-    left.legend(fontsize=8)
-    right.plot(n, [r["server_rss_gb"] for r in rows], marker="o", label="chroma server RSS")
-    right.plot(n, [r["chroma_disk_gb"] for r in rows], marker="o", label="chroma disk")
-    right.plot(n, [r["lexical_disk_gb"] for r in rows], marker="o", label="BM25 index disk")
-    right.plot(n, [r["worker_rss_gb"] for r in rows], marker="o", label="app worker RSS")
-    right.set(xscale="log", xlabel="chunks", ylabel="GB", title="memory and disk")
-    right.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+def recall_only(args: argparse.Namespace, n: int, overrides: dict) -> None:
+    """Recall@10 and raw query latency per ef over a Chroma folder an earlier run of this bench filled with `n`."""
+    port = free_port()
+    log = Path(tempfile.mkdtemp(prefix="bench-scale-")) / "chroma.log"
+    ctx = {"server": start_chroma(args.recall_only, port, log), "port": port, "chroma_dir": args.recall_only}
+    try:
+        url = f"http://127.0.0.1:{port}"
+        index = Index(Settings(index=IndexSettings(chroma_url=url, **overrides)), vectors_dir=None)
+        corpus = SyntheticCorpus()
+        _, vectors = corpus.queries(args.queries)
+        exact = [[f"s{i // 4:07d}:{i % 4}" for i in top] for top in exact_top10(corpus, n // BLOCK, vectors)]
+        by_ef = recall_by_ef(index, ctx, args.ef, vectors, exact)
+        print(json.dumps({"chunks": n, "load_avg_1m": psutil.getloadavg()[0], "raw_dense_by_ef": by_ef}), flush=True)
+    finally:
+        ctx["server"].terminate()
+        ctx["server"].wait(timeout=60)
 
 
 def main() -> None:
@@ -207,6 +213,7 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=None, help="writes in flight (default: the setting)")
     parser.add_argument("--group", type=int, default=20, help="blocks of 1,000 chunks generated per write call")
     parser.add_argument("--ingest-only", action="store_true", help="measure the writes only (settings sweeps)")
+    parser.add_argument("--recall-only", type=Path, default=None, help="a Chroma folder this bench filled (--chunks N)")
     parser.add_argument("--out", type=Path, default=Path(".runs/scale"))
     parser.add_argument("--workdir", type=Path, default=None, help="where Chroma and BM25 live (default: a temp dir)")
     args = parser.parse_args()
@@ -216,15 +223,17 @@ def main() -> None:
     overrides = {"write_batch_size": args.batch or base.write_batch_size, "writers": args.writers or base.writers}
     args.ef = [int(e) for e in args.ef.split(",")] if args.ef else [base.hnsw_ef_search]
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.recall_only:
+        return recall_only(args, sizes[-1], overrides)
     work = Path(tempfile.mkdtemp(prefix="bench-scale-", dir=args.workdir))
     port = free_port()
-    server = start_chroma(work / "chroma", port, work / "chroma.log")
+    ctx: dict = {"server": start_chroma(work / "chroma", port, work / "chroma.log"), "port": port}
     try:
         url = f"http://127.0.0.1:{port}"
         settings = Settings(data_dir=work, index=IndexSettings(chroma_url=url, **overrides))
         index = Index(settings, vectors_dir=None)
         corpus = SyntheticCorpus()
-        ctx = {"server": server, "url": url, "chroma_dir": work / "chroma", "lexical_dir": work / "lexical"}
+        ctx.update(url=url, chroma_dir=work / "chroma", lexical_dir=work / "lexical")
         rows: list[dict] = []
         done = 0
         print(f"settings: {index.settings.model_dump()}; work dir {work}", flush=True)
@@ -239,8 +248,8 @@ def main() -> None:
             print_table(rows, args.clients)
         print(f"wrote {args.out / 'scale.json'} and {args.out / 'scale.png'}")
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        ctx["server"].terminate()
+        ctx["server"].wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
 
 
