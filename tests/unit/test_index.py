@@ -171,3 +171,24 @@ def test_an_index_from_before_the_record_counts_as_minilm(tmp_settings: Settings
     assert index.built_with == LEGACY_EMBEDDER == "all-MiniLM-L6-v2"
     with pytest.raises(IndexBuiltWithOtherModel, match="embedded with all-MiniLM-L6-v2"):
         Retriever(index, HashEmbedder(), RetrieveSettings(mode="dense")).search("anything")
+
+
+@pytest.mark.parametrize("writers", [1, 2])
+def test_precomputed_vectors_are_written_in_batches_and_found(tmp_path: Path, writers: int) -> None:
+    settings = Settings(data_dir=tmp_path, index=IndexSettings(write_batch_size=2, writers=writers))
+    index = Index(settings, vectors_dir=None)
+    paper = Paper(id="p1", title="Sparse kernels", text=LONG, source="s")
+    chunks = chunk_paper(paper, IndexSettings(chunk_tokens=64, chunk_overlap=8))
+    vectors = HashEmbedder().embed([c.text for c in chunks])
+    index.write_vectors(chunks, vectors, "hash")
+    assert _stored_ids(index) == {c.id for c in chunks} and len(chunks) > 2
+    found = index.query(vectors[3], 1, "hash")
+    assert found[0].chunk_id == chunks[3].id and found[0].text == chunks[3].text
+    with pytest.raises(IndexBuiltWithOtherModel):
+        index.query(vectors[3], 1, "another-model")
+
+
+def test_hnsw_build_parameters_reach_the_collection(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, index=IndexSettings(hnsw_ef_construction=64, hnsw_max_neighbors=24))
+    hnsw = Index(settings).chunks.configuration_json["hnsw"]
+    assert (hnsw["ef_construction"], hnsw["max_neighbors"], hnsw["ef_search"]) == (64, 24, 1000)
