@@ -51,6 +51,8 @@ def open_collection(client: Any, name: str, settings: IndexSettings) -> Any:
     # subtle: Chroma rebuilds its HNSW graph from the log in parallel when a process opens it, so with a
     # narrow search the tail of the top 60 differed between processes. A search as wide as the collection
     # is exact and repeatable; an existing collection gets the setting here (the build parameters it keeps).
+    # Chroma applies it when it loads the index: a running `chroma run` server that has loaded it already keeps
+    # the old breadth until it restarts (measured: bench/bench_scale.py restarts the server per value).
     current = (collection.configuration_json or {}).get("hnsw") or {}
     if current.get("ef_search") != ef_search:
         collection.modify(configuration={"hnsw": {"ef_search": ef_search}})
