@@ -116,6 +116,18 @@ class ServerSettings(Section):
         "Qwen/Qwen2.5-7B-Instruct", description="Model (local path or cached name) vLLM serves on a GPU host."
     )
     startup_timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for a started server to answer.")
+    supervise: bool = Field(
+        True, description="`serve` restarts the local model server when it dies (never a server set by `llm.base_url`)."
+    )
+    watch_interval_s: float = Field(
+        1.0, gt=0, le=300, description="Seconds between `serve`'s checks of the local model server's process and port."
+    )
+    restart_backoff_s: float = Field(
+        1.0, gt=0, le=3600, description="Wait before restarting a dead local model server; doubles with each failure."
+    )
+    restart_backoff_max_s: float = Field(
+        60.0, gt=0, le=86400, description="Longest wait between restarts; a server that stays up this long resets it."
+    )
 
 
 class AnswerSettings(Section):

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 
 from paper_agent.errors import AgentError
 from paper_agent.llm import health as model_health
+from paper_agent.llm_supervisor import Supervisor
 from paper_agent.query_embed import QueryCache
 from paper_agent.service import PaperAgent
 from paper_agent.web.auth import api_key_guard
@@ -30,14 +31,21 @@ PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(paper_agent: PaperAgent | None = None, query_cache: QueryCache | None = None) -> FastAPI:
+def create_app(
+    paper_agent: PaperAgent | None = None,
+    query_cache: QueryCache | None = None,
+    supervisor: Supervisor | None = None,
+) -> FastAPI:
     """The whole web app around one `PaperAgent` (built from the environment's settings if not given);
-    `/metrics` reports `query_cache`'s hits, if given (the agent's embedder is the one that fills it)."""
+    `/metrics` reports `query_cache`'s hits, if given (the agent's embedder is the one that fills it), and
+    `/health` and `/metrics` the `supervisor` of the local model server, if one runs."""
     paper_agent = paper_agent or PaperAgent()
     serve = paper_agent.settings.serve
     metrics = Metrics()
     if query_cache is not None:
         metrics.watch(query_cache)
+    if supervisor is not None:
+        metrics.watch_model_server(supervisor)
     gate = metrics.gate(serve.max_queue, serve.retry_after_s)
 
     app = FastAPI(
@@ -57,10 +65,14 @@ def create_app(paper_agent: PaperAgent | None = None, query_cache: QueryCache | 
 
     @app.get("/health", tags=["operations"], summary="Index size and model server health")
     def health() -> dict[str, Any]:
-        """Index size and whether the model server really generates (a 1-token request). Never needs a key."""
+        """Index size and whether the model server really generates (a 1-token request), with its supervisor's
+        state when `serve` runs the server itself (`restarting`: it died and is being started again). Never needs
+        a key."""
         index = paper_agent.index.stats()
         model = model_health(paper_agent.chat_model)
-        ok = model["ok"] and index["chunks"] > 0
+        server = supervisor.state() if supervisor is not None else None
+        model["supervisor"] = server.to_json() if server is not None else None
+        ok = model["ok"] and index["chunks"] > 0 and (server is None or server.status == "up")
         return {"status": "ok" if ok else "degraded", "index": index, "model": model}
 
     guarded = [Depends(api_key_guard(serve.api_key))] if serve.api_key else []
