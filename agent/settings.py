@@ -100,7 +100,8 @@ class LLMSettings(Section):
 
 
 class ServerSettings(Section):
-    """How `paper-agent llm` starts a local model server when `llm.base_url` is unset."""
+    """How the local model server is started (`paper-agent llm`, `ask`, `serve`) and kept up under `serve`, when
+    `llm.base_url` is unset."""
 
     backend: Literal["auto", "llamacpp", "vllm"] = Field(
         "auto", description="auto = vLLM when installed and a GPU is present, else llama.cpp."
