@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from paper_agent.bundled_vectors import BUNDLED_VECTORS, shipped_vectors
+from paper_agent.catalog import Catalogue
 from paper_agent.chroma import (
     chunk_from_record,
     chunk_metadata,
@@ -56,8 +57,8 @@ LEGACY_EMBEDDER = "all-MiniLM-L6-v2"
 _NEW = "__reembedding"  # suffix of the collections a re-embedding fills before they replace the old ones
 
 
-class Index:
-    """The paper collection in Chroma: ingest, query by vector, look papers up."""
+class Index(Catalogue):
+    """The paper collection in Chroma: ingest, query by vector, look papers up (list and remove: `Catalogue`)."""
 
     def __init__(self, settings: Settings, client: Any = None, vectors_dir: Path | None = BUNDLED_VECTORS) -> None:
         self.settings = settings.index

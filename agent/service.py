@@ -17,7 +17,7 @@ from paper_agent.data import CORPUS
 from paper_agent.decide import Calibration, Decision, decide, load_calibration
 from paper_agent.embed import Embedder, SentenceTransformerEmbedder, make_embedder, sentence_settings
 from paper_agent.errors import AgentError
-from paper_agent.index import Index, IngestStats
+from paper_agent.index import Index, IngestStats, OnBatch
 from paper_agent.lexical import LexicalIndex, sync_lexical
 from paper_agent.prompts import PROMPTS_DIR, load_prompts
 from paper_agent.rerank import LLMReranker, TokenScorer
@@ -98,14 +98,33 @@ class PaperAgent:
             raise AgentError(f"retrieve.rerank=llm: {model!r} cannot report token log-probabilities")
         return LLMReranker(model, self.prompts["rerank"], self.settings.retrieve)
 
-    def ingest(self, paths: Sequence[Path] = (), *, progress: bool = True) -> tuple[ReadReport, IngestStats]:
-        """Read the files (default: the bundled corpus) and bring the index up to date with them."""
-        report = read_paths(paths or [CORPUS])
+    def ingest(
+        self, paths: Sequence[Path] = (), *, progress: bool = True, on_batch: OnBatch | None = None
+    ) -> tuple[ReadReport, IngestStats]:
+        """Read the files (default: the bundled corpus) and bring the index up to date with them; `on_batch` is
+        called with each batch of chunks written."""
+        return self.ingest_read(read_paths(paths or [CORPUS]), progress=progress, on_batch=on_batch)
+
+    def ingest_read(
+        self, report: ReadReport, *, progress: bool = True, on_batch: OnBatch | None = None
+    ) -> tuple[ReadReport, IngestStats]:
+        """`ingest` of files already read (so a caller can look at their papers first)."""
         stats = self.index.ingest(
-            report.papers, self.embedder, progress=progress, sentence_embedder=self.sentence_embedder
+            report.papers, self.embedder, progress=progress, on_batch=on_batch, sentence_embedder=self.sentence_embedder
         )
         self._sync_lexical()
         return report, stats
+
+    def remove_papers(self, paper_ids: Sequence[str]) -> list[str]:
+        """Remove the papers from every index (chunks, papers, answer sentences, BM25); returns those it held."""
+        removed = self.index.delete_papers(paper_ids, self.sentence_embedder)
+        if removed:
+            self._sync_lexical()
+        return removed
+
+    def list_papers(self, offset: int = 0, limit: int = 50) -> tuple[int, list[dict[str, Any]]]:
+        """How many papers the index holds, and a page of them (metadata and chunk counts, no text)."""
+        return self.index.list_papers(offset, limit)
 
     def sync_sentences(self, *, progress: bool = True) -> SentenceStats:
         """Bring the stored answer sentences' vectors in line with the index's chunks (ingest does it too): an index
@@ -115,8 +134,10 @@ class PaperAgent:
 
     def _sync_lexical(self) -> None:
         """Bring the BM25 index in line with Chroma after an ingest, and hand it to a retriever already built."""
-        self.__dict__.pop("lexical", None)
-        lexical = self.lexical  # rebuilt and persisted now, when anything changed: ingest is the slow step anyway
+        # Rebuilt and persisted now, when anything changed (ingest is the slow step anyway), then swapped in.
+        # subtle: not by dropping the cached one first: a search in between would build its own, concurrently.
+        lexical = sync_lexical(self.index, self.settings.data_dir / "lexical")
+        self.__dict__["lexical"] = lexical
         if "retriever" in self.__dict__:
             self.retriever.lexical = lexical
 

@@ -197,6 +197,12 @@ class ServeSettings(Section):
     max_request_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body the web app reads; a larger one gets 413."
     )
+    max_upload_bytes: int = Field(
+        50 * 1_048_576,
+        ge=1024,
+        description="Largest upload of papers (a `POST /papers` body, or files dropped on the chat page); a larger "
+        "one gets 413. Uploads are kept under `data_dir/uploads`.",
+    )
 
 
 class EvalSettings(Section):

@@ -24,8 +24,12 @@ from paper_agent.web.errors import handle_agent_error, handle_http_error, handle
 from paper_agent.web.methods import MethodNotAllowedMiddleware
 from paper_agent.web.metrics import Metrics, MetricsMiddleware
 from paper_agent.web.openai_api import openai_router
+from paper_agent.web.papers import paper_routes
 from paper_agent.web.questions import question_routes
+from paper_agent.writer import PaperWriter
 
+# Where bodies may be as large as `serve.max_upload_bytes`: the API's uploads, and the chat page's file drops.
+UPLOAD_PATHS = ("/papers", "/gradio_api/upload")
 PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text."}
 }
@@ -53,9 +57,15 @@ def create_app(
         version="0.1.0",
         description="Cited answers over a collection of research papers. The chat UI is at `/`.",
     )
-    app.state.agent, app.state.gate, app.state.metrics = paper_agent, gate, metrics
+    writer = PaperWriter(paper_agent)  # the app's one writer: the API and the UI queue their writes on it
+    app.state.agent, app.state.gate, app.state.metrics, app.state.writer = paper_agent, gate, metrics, writer
     # The last one added runs first: metrics count the 405s and 413s too.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=serve.max_request_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=serve.max_request_bytes,
+        upload_paths=UPLOAD_PATHS,
+        max_upload_bytes=serve.max_upload_bytes,
+    )
     if serve.ui:
         app.add_middleware(MethodNotAllowedMiddleware, api=app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -78,6 +88,7 @@ def create_app(
     guarded = [Depends(api_key_guard(serve.api_key))] if serve.api_key else []
     unauthorized = responses(e401="Missing or wrong API key (`Authorization: Bearer KEY`).") if serve.api_key else {}
     app.include_router(question_routes(paper_agent, gate, metrics), dependencies=guarded, responses=unauthorized)
+    app.include_router(paper_routes(writer), dependencies=guarded, responses=unauthorized)
     v1 = openai_router(paper_agent, gate, metrics)
     app.include_router(v1, prefix="/v1", dependencies=guarded, responses=unauthorized)
 
@@ -96,5 +107,5 @@ def create_app(
     if serve.ui:
         from paper_agent.web.ui import mount_ui  # Gradio is slow to import; tests of the API alone skip it
 
-        mount_ui(app, paper_agent, gate, metrics)
+        mount_ui(app, paper_agent, gate, metrics, writer)
     return app
