@@ -45,7 +45,7 @@ class PaperRecord(BaseModel):
     id: str | None = Field(None, description="An arXiv id (with `categories` or `update_date`, it makes the url).")
 
 
-RECORDS = TypeAdapter(PaperRecord | list[PaperRecord])
+RECORD_LIST = TypeAdapter(Annotated[list[PaperRecord], Field(min_length=1)])
 RECORD_SCHEMA = PaperRecord.model_json_schema()
 UPLOAD_BODY: dict[str, Any] = {
     "required": True,
@@ -227,11 +227,11 @@ def _records(raw: bytes) -> list[dict[str, Any]]:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise HTTPException(400, f"the body is not JSON: {error}") from None
-    try:
-        parsed = RECORDS.validate_python(data)
+    try:  # a list as a list, anything else as one record: each error then names its field, not a union member
+        parsed = RECORD_LIST.validate_python(data) if isinstance(data, list) else [PaperRecord.model_validate(data)]
     except ValidationError as error:
         raise RequestValidationError([e | {"loc": ("body", *e["loc"])} for e in error.errors()]) from None
-    return [r.model_dump(exclude_none=True) for r in (parsed if isinstance(parsed, list) else [parsed])]
+    return [r.model_dump(exclude_none=True) for r in parsed]
 
 
 def _check_uploads(uploads: list[Any]) -> None:

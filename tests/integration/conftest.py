@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -101,6 +102,19 @@ def app_server(
     app = start_app(
         indexed_settings.data_dir, log, PAPER_AGENT_LLM__BASE_URL=model_server_url, PAPER_AGENT_SERVE__MAX_QUEUE="2"
     )
+    yield app
+    stop_app(app)
+
+
+@pytest.fixture(scope="session")
+def papers_app(
+    indexed_settings: Settings, model_server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningApp]:
+    """The real app over its own copy of the ingested corpus, for tests that add and remove papers (and the fuzzer,
+    which adds some): `app_server`'s index stays the bundled corpus exactly."""
+    folder = tmp_path_factory.mktemp("papers-app")
+    shutil.copytree(indexed_settings.data_dir, folder / "index")
+    app = start_app(folder / "index", folder / "app.log", PAPER_AGENT_LLM__BASE_URL=model_server_url)
     yield app
     stop_app(app)
 
