@@ -46,7 +46,7 @@ class Job:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id,
+            "job_id": self.id,
             "kind": self.kind,
             "state": self.state,
             "created": self.created,

@@ -29,6 +29,7 @@ from paper_agent.writer import UPLOAD_TYPES, PaperWriter, stored_name, upload_su
 
 MAX_WAIT_S = 60
 PAGE_MAX = 500
+OFFSET_MAX = 2**32 - 1  # Chroma's offset is a 32-bit unsigned integer
 MEDIA_TYPES = ", ".join(sorted({t for types in UPLOAD_TYPES.values() for t in types}))
 
 
@@ -101,7 +102,7 @@ class RemoveResult(BaseModel):
 
 
 class JobOut(BaseModel):
-    id: str
+    job_id: str
     kind: Literal["ingest", "remove"]
     state: Literal["queued", "running", "done", "failed"]
     created: float
@@ -185,7 +186,9 @@ def paper_routes(writer: PaperWriter) -> APIRouter:
 
     @router.get("/papers", summary="List the collection's papers, a page at a time", response_model=PaperPage)
     def list_papers(
-        offset: Annotated[int, Query(ge=0, description="Papers to skip."), BeforeValidator(whole_number_text)] = 0,
+        offset: Annotated[
+            int, Query(ge=0, le=OFFSET_MAX, description="Papers to skip."), BeforeValidator(whole_number_text)
+        ] = 0,
         limit: Annotated[
             int, Query(ge=1, le=PAGE_MAX, description="Papers in the page."), BeforeValidator(whole_number_text)
         ] = 50,
@@ -240,7 +243,11 @@ def _check_uploads(uploads: list[Any]) -> None:
         loc = ("body", "files")
         raise RequestValidationError([{"type": "missing", "loc": loc, "msg": "at least one file", "input": None}])
     for n, upload in enumerate(uploads):
-        if isinstance(upload, UploadFile) and _suffix(upload) is None:
+        if not isinstance(upload, UploadFile):  # a plain form value: a part without a file name
+            loc = ("body", "files", n)
+            message = "a file (a part with a file name), not a plain form value"
+            raise RequestValidationError([{"type": "file_type", "loc": loc, "msg": message, "input": upload}])
+        if _suffix(upload) is None:
             known = ", ".join(UPLOAD_TYPES)
             raise HTTPException(
                 415, f"files[{n}] {upload.filename!r} ({upload.content_type}): not a type read as papers ({known})"
@@ -258,19 +265,15 @@ def _suffix(upload: UploadFile) -> str | None:
     return ".pdf" if upload.file.read(5) == b"%PDF-" else ".jsonl"
 
 
-def _store(writer: PaperWriter, uploads: list[UploadFile | str]) -> list[tuple[Path, str]]:
-    """Each file under a new folder of `data_dir/uploads`; a plain form value counts as a JSONL file's text."""
+def _store(writer: PaperWriter, uploads: list[UploadFile]) -> list[tuple[Path, str]]:
+    """Each file under a new folder of `data_dir/uploads`, with the name it was uploaded as."""
     folder = writer.new_upload()
     stored = []
     for n, upload in enumerate(uploads, start=1):
-        if isinstance(upload, str):
-            name, path = f"files[{n - 1}]", folder / stored_name(n, "field", ".jsonl")
-            path.write_text(upload, encoding="utf-8")
-        else:
-            suffix = _suffix(upload) or ".jsonl"  # checked already
-            name, path = upload.filename or f"files[{n - 1}]", folder / stored_name(n, upload.filename or "", suffix)
-            upload.file.seek(0)
-            with path.open("wb") as out:
-                shutil.copyfileobj(upload.file, out)
+        suffix = _suffix(upload) or ".jsonl"  # checked already
+        name, path = upload.filename or f"files[{n - 1}]", folder / stored_name(n, upload.filename or "", suffix)
+        upload.file.seek(0)
+        with path.open("wb") as out:
+            shutil.copyfileobj(upload.file, out)
         stored.append((path, name))
     return stored

@@ -34,9 +34,9 @@ def wait_for(app: RunningApp, job: dict[str, Any], timeout_s: float = 300) -> di
     """The job once it is done or failed, polled at `GET /jobs/{id}`."""
     deadline = time.monotonic() + timeout_s
     while job["state"] not in ("done", "failed"):
-        assert time.monotonic() < deadline, f"job {job['id']} still {job['state']} after {timeout_s} s"
+        assert time.monotonic() < deadline, f"job {job['job_id']} still {job['state']} after {timeout_s} s"
         time.sleep(0.5)
-        job = httpx.get(f"{app.url}/jobs/{job['id']}", timeout=30).json()
+        job = httpx.get(f"{app.url}/jobs/{job['job_id']}", timeout=30).json()
     return job
 
 

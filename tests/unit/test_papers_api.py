@@ -45,7 +45,7 @@ def test_a_json_record_is_added_and_found(client: TestClient, agent: FakeAgent) 
     result = job["result"]
     assert [r["title"] for r in result["added"]] == [RECORD["title"]] and result["merged"] == []
     assert result["paper_ids"] == [r["paper_id"] for r in result["added"]] and result["skipped"] == []
-    assert client.get(f"/jobs/{job['id']}").json()["state"] == "done"
+    assert client.get(f"/jobs/{job['job_id']}").json()["state"] == "done"
     listing = client.get("/papers", params={"limit": 2}).json()
     assert listing["total"] == 3 and len(listing["papers"]) == 2
     hits = client.get("/search", params={"q": "quantum annealing Ising"}).json()["results"]
@@ -123,8 +123,8 @@ def test_a_slow_job_answers_202_with_where_to_follow_it(client: TestClient, agen
     got = client.post("/papers", json=RECORD)  # wait=0: the job is queued or running when the answer goes
     assert got.status_code in (200, 202)
     if got.status_code == 202:
-        assert got.headers["location"] == f"/jobs/{got.json()['id']}"
-    job = agent_job(client, got.json()["id"])
+        assert got.headers["location"] == f"/jobs/{got.json()['job_id']}"
+    job = agent_job(client, got.json()["job_id"])
     assert job["state"] == "done"
 
 
