@@ -175,8 +175,7 @@ def paper_routes(writer: PaperWriter) -> APIRouter:
             job = await run_in_threadpool(writer.add_records, records)
         elif media == "multipart/form-data":
             async with request.form(max_files=10_000) as form:
-                uploads = form.getlist("files")
-                _check_uploads(uploads)
+                uploads = _checked(form.getlist("files"))
                 job = writer.add(await run_in_threadpool(_store, writer, uploads))
         else:
             raise HTTPException(
@@ -237,10 +236,10 @@ def _records(raw: bytes) -> list[dict[str, Any]]:
     return [r.model_dump(exclude_none=True) for r in parsed]
 
 
-def _check_uploads(uploads: list[Any]) -> None:
-    """422 when no file was sent, 415 naming the first file of a type we do not read."""
+def _checked(uploads: list[Any]) -> list[UploadFile]:
+    """The uploaded files; 422 when none was sent or a part is no file, 415 naming the first of a type not read."""
     if not uploads:
-        loc = ("body", "files")
+        loc: tuple[str | int, ...] = ("body", "files")
         raise RequestValidationError([{"type": "missing", "loc": loc, "msg": "at least one file", "input": None}])
     for n, upload in enumerate(uploads):
         if not isinstance(upload, UploadFile):  # a plain form value: a part without a file name
@@ -252,6 +251,7 @@ def _check_uploads(uploads: list[Any]) -> None:
             raise HTTPException(
                 415, f"files[{n}] {upload.filename!r} ({upload.content_type}): not a type read as papers ({known})"
             )
+    return uploads
 
 
 def _suffix(upload: UploadFile) -> str | None:
