@@ -33,6 +33,24 @@ def make_client(settings: Settings) -> Any:
     return chromadb.PersistentClient(path=str(settings.data_dir / "chroma"), settings=chroma_settings)
 
 
+def refresh_client(client: Any) -> bool:
+    """Make an embedded client read the store as it is on disk now; returns whether it had anything to reload.
+
+    An embedded client keeps the HNSW graphs it loaded and never sees another process's additions in them (see
+    agent/generation.py); a server client reads the server's live state. subtle: this builds the client's Rust
+    bindings anew over the same files and swaps them in (5-15 ms; the graphs load again on first use). chromadb's
+    public way, `clear_system_cache()` and a new client, leaves every other client and collection handle of the
+    process on the old state; the swap reaches them all, and calls in flight finish on the bindings they started on.
+    """
+    from chromadb.api.rust import RustBindingsAPI
+
+    server = getattr(client, "_server", None)
+    if not isinstance(server, RustBindingsAPI):
+        return False
+    server.start()
+    return True
+
+
 def open_collection(client: Any, name: str, ef_search: int) -> Any:
     """A cosine collection that stores our vectors (never Chroma's downloading default embedder)."""
     hnsw = {"space": "cosine", "ef_search": ef_search}
@@ -52,23 +70,25 @@ def content_hash(chunk: Chunk, embedder_name: str) -> str:
     return hashlib.sha1(key.encode("utf-8")).hexdigest()
 
 
-def chunk_metadata(chunk: Chunk, digest: str) -> dict[str, Any]:
+def chunk_metadata(chunk: Chunk, digest: str, generation: int) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "paper_id": chunk.paper_id,
         "title": chunk.title,
         "position": chunk.position,
         "source": chunk.source,
         "hash": digest,
+        "generation": generation,  # the one it is published in: until then, readers leave it out
     }
     if chunk.page is not None:
         meta["page"] = chunk.page
     return meta
 
 
-def paper_metadata(paper: Paper, n_chunks: int) -> dict[str, Any]:
+def paper_metadata(paper: Paper, n_chunks: int, generation: int) -> dict[str, Any]:
     meta = {k: v for k, v in paper.metadata().items() if v not in (None, [], "") and k != "paper_id"}
     meta["authors"] = "; ".join(paper.authors)
     meta["chunks"] = n_chunks
+    meta["generation"] = generation
     return meta
 
 

@@ -40,6 +40,13 @@ class IndexSettings(Section):
     hnsw_ef_search: int = Field(
         1000, ge=10, le=100_000, description="HNSW search breadth; at least the chunk count makes dense search exact."
     )
+    refresh_s: float = Field(
+        1.0,
+        ge=0.0,
+        le=3600.0,
+        description="A running app checks the index generation at most this often (seconds; 0 = every search) and, "
+        "when another process has added or removed papers, answers from the new state, dense and lexical together.",
+    )
 
 
 class EmbedSettings(Section):

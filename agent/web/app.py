@@ -75,10 +75,10 @@ def create_app(
 
     @app.get("/health", tags=["operations"], summary="Index size and model server health")
     def health() -> dict[str, Any]:
-        """Index size and whether the model server really generates (a 1-token request), with its supervisor's
-        state when `serve` runs the server itself (`restarting`: it died and is being started again). Never needs
-        a key."""
-        index = paper_agent.index.stats()
+        """Index size, the generation answered from, and whether the model server really generates (a 1-token
+        request), with its supervisor's state when `serve` runs the server itself (`restarting`: it died and is
+        being started again). Never needs a key."""
+        index = paper_agent.index.stats() | {"generation": paper_agent.live.current().state.generation}
         model = model_health(paper_agent.chat_model)
         server = supervisor.state() if supervisor is not None else None
         model["supervisor"] = server.to_json() if server is not None else None

@@ -226,7 +226,7 @@ def test_model_down_is_503_with_the_reason_while_search_and_papers_work(tmp_path
         assert client.get(f"/papers/{PROP.id}").status_code == 200
         health = client.get("/health").json()
         assert health["status"] == "degraded" and health["model"]["ok"] is False
-        assert health["index"] == {"papers": 2, "chunks": 2}
+        assert health["index"] == {"papers": 2, "chunks": 2, "generation": 1}
         assert client.app.state.gate.in_flight == 0  # the failed questions gave their places back
 
 
