@@ -232,7 +232,7 @@ class Index(Catalogue):
                 raise IndexNotBuilt(self.where)
             if known is None:
                 docs, metas = got["documents"][0], got["metadatas"][0]
-                return [passage_from_record(*r, 1.0 - d) for *r, d in zip(ids, docs, metas, distances)]
+                return [passage_from_record(i, t, m, 1.0 - d) for i, t, m, d in zip(ids, docs, metas, distances)]
             hits = [rescored(known[i], 1.0 - d) for i, d in zip(ids, distances) if i in known]
             if len(hits) >= n or len(ids) < wanted:
                 break

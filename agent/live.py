@@ -58,11 +58,13 @@ class LiveIndex:
         snapshot = self._snapshot
         if snapshot is not None and self.clock() - self._checked < self.refresh_s:
             return snapshot
+        lock = self.index.generations.lock
         if snapshot is None:
             with self._lock:  # the first load: every caller waits for it
                 if self._snapshot is None:
                     self._checked = self.clock()
-                    self._snapshot = self._load(self.index.generations.current(), first=True)
+                    with lock.shared_if_free() as free:  # a writer half-way: load what is published, as it is
+                        self._snapshot = self._load(self.index.generations.current(), reload=free)
                 return self._snapshot
         if not self._lock.acquire(blocking=False):
             return snapshot  # another thread is checking: answer from what is loaded
@@ -70,8 +72,10 @@ class LiveIndex:
             self._checked = self.clock()
             state = self.index.generations.current()
             if state.key() != snapshot.state.key():
-                self._snapshot = self._load(state, first=False) or snapshot
-            return self._snapshot
+                with lock.shared_if_free() as free:
+                    if free:  # else a writer is still publishing: the next check catches it
+                        snapshot = self._snapshot = self._load(state, reload=True)
+            return snapshot
         finally:
             self._lock.release()
 
@@ -92,15 +96,13 @@ class LiveIndex:
             return self.root / "unversioned"
         return self.root / f"{state.store[:12]}-{state.generation}"
 
-    def _load(self, state: IndexState, *, first: bool) -> Snapshot | None:
-        """`state`'s snapshot, the store reloaded first; None when a writer holds the lock (try again later)."""
-        with self.index.generations.lock.shared_if_free() as free:
-            if not free and not first:
-                return None
-            if free:  # no writer can be half-way now: reload the store, and read what is committed
-                self.index.refresh()
-                state = self.index.generations.current()
-            lexical = self._lexical(state)
+    def _load(self, state: IndexState, *, reload: bool) -> Snapshot:
+        """`state`'s snapshot; with `reload` (the shared lock held, so no writer is half-way) the store is reloaded
+        first and the generation read again (it may have moved on since `state`)."""
+        if reload:
+            self.index.refresh()
+            state = self.index.generations.current()
+        lexical = self._lexical(state)
         self._prune(state)
         return Snapshot(state, lexical)
 
@@ -122,5 +124,9 @@ class LiveIndex:
             for path in self.root.iterdir():
                 match = _SNAPSHOT.match(path.name)
                 stale = match is not None and match[1] == state.store[:12] and int(match[2]) < state.generation - 1
-                if stale or (state.generation > 0 and path.name in _BEFORE_GENERATIONS):
-                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+                if not stale and not (state.generation > 0 and path.name in _BEFORE_GENERATIONS):
+                    continue
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()

@@ -92,7 +92,7 @@ def test_dense_search_ranks_papers(tmp_settings: Settings, tmp_path: Path) -> No
     assert hits[0].score > hits[1].score and hits[0].passages[0].paper_id == hits[0].paper_id
 
 
-def test_a_query_with_known_chunks_returns_only_those_taken_from_the_copy(tmp_settings: Settings, tmp_path: Path) -> None:
+def test_a_query_with_known_chunks_returns_only_those_from_the_copy(tmp_settings: Settings, tmp_path: Path) -> None:
     index = Index(tmp_settings)
     papers = {"Alpha": "alpha particles decay", "Beta": "beta blockers heart", "Gamma": "gamma rays burst"}
     _ingest(index, _write(tmp_path / "a.jsonl", papers))

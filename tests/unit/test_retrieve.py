@@ -124,7 +124,7 @@ def test_sync_rebuilds_only_when_chroma_changed(tmp_settings: Settings, tmp_path
     assert (folder / "meta.json").stat().st_mtime_ns == written  # current: loaded, not rebuilt
 
 
-def test_a_reader_loads_the_snapshot_the_writer_saved_for_the_generation(tmp_settings: Settings, tmp_path: Path) -> None:
+def test_a_reader_loads_the_snapshot_the_writer_saved(tmp_settings: Settings, tmp_path: Path) -> None:
     agent = PaperAgent(tmp_settings, embedder=HashEmbedder())
     agent.ingest([_write(tmp_path / "a.jsonl", {"Alpha": "About alpha particles.", "Beta": "About beta decay."})])
     state = agent.live.current().state
