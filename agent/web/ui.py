@@ -13,6 +13,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import gradio as gr
@@ -143,20 +144,26 @@ class ChatTurns:
                 yield answer_message(event.answer, turn), panel(block, finished), [block, *finished]
 
 
-def build_ui(agent: PaperAgent, gate: GenerationGate, metrics: Metrics, writer: PaperWriter | None = None) -> gr.Blocks:
-    """The chat page: conversation on the left, sources on the right (under a drop zone for papers, given a writer)."""
+def header_html(agent: PaperAgent) -> str:
+    """The page's title bar, with the collection's size as it is now."""
     try:
         size = f"{agent.index.stats()['papers']} research papers"
     except AgentError:
         size = "the paper collection"
+    return (
+        f'<header class="pa-header"><div><h1>Paper Agent</h1><p>Ask about {size}. Every claim cites its '
+        "source; when the collection does not say, the agent says so.</p></div>"
+        '<nav><a href="/docs" target="_blank">HTTP API</a><span>OpenAI-compatible at <code>/v1</code></span>'
+        "</nav></header>"
+    )
+
+
+def build_ui(agent: PaperAgent, gate: GenerationGate, metrics: Metrics, writer: PaperWriter | None = None) -> gr.Blocks:
+    """The chat page: conversation on the left, sources on the right (under a drop zone for papers, given a writer)."""
     examples = example_questions(agent.settings.serve.examples)
     with gr.Blocks(title="Paper Agent", fill_height=True) as blocks:
-        gr.HTML(
-            f'<header class="pa-header"><div><h1>Paper Agent</h1><p>Ask about {size}. Every claim cites its '
-            "source; when the collection does not say, the agent says so.</p></div>"
-            '<nav><a href="/docs" target="_blank">HTTP API</a><span>OpenAI-compatible at <code>/v1</code></span>'
-            "</nav></header>"
-        )
+        header = gr.HTML(header_html(agent))
+        blocks.load(partial(header_html, agent), outputs=[header], show_progress="hidden")  # papers added since
         finished = gr.State([])
         sources = gr.HTML(panel("", []), elem_id="sources", render=False)
         with gr.Row(equal_height=False):
