@@ -4,7 +4,8 @@ Writes go to the app's one `PaperWriter` (agent/writer.py), which runs them as j
 upload and answers with its job at once (200 if it finished within `wait` seconds, else 202), and `GET /jobs/{id}`
 reports its progress and result. The body is a multipart upload of files (PDF, JSON, JSONL, listing text) or JSON
 paper records; its limits are declared in the schema and checked here: over `serve.max_upload_bytes` is 413
-(agent/web/body_limit.py), a file of no type we read or another body type is 415, a bad record is 422.
+(agent/web/body_limit.py), a file of no type we read or another body type is 415, a bad record or a form field
+other than `files` is 422.
 """
 
 # No `from __future__ import annotations`: FastAPI reads these routes' annotations at run time.
@@ -19,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from paper_agent.errors import PaperNotFound
 from paper_agent.jobs import Job
@@ -55,6 +56,7 @@ UPLOAD_BODY: dict[str, Any] = {
             "schema": {
                 "type": "object",
                 "required": ["files"],
+                "additionalProperties": False,  # a misspelt `files` is an error, not an upload of nothing
                 "properties": {
                     "files": {
                         "type": "array",
@@ -175,6 +177,7 @@ def paper_routes(writer: PaperWriter) -> APIRouter:
             job = await run_in_threadpool(writer.add_records, records)
         elif media == "multipart/form-data":
             async with request.form(max_files=10_000) as form:
+                _only_files(form)
                 uploads = _checked(form.getlist("files"))
                 job = writer.add(await run_in_threadpool(_store, writer, uploads))
         else:
@@ -234,6 +237,15 @@ def _records(raw: bytes) -> list[dict[str, Any]]:
     except ValidationError as error:
         raise RequestValidationError([e | {"loc": ("body", *e["loc"])} for e in error.errors()]) from None
     return [r.model_dump(exclude_none=True) for r in parsed]
+
+
+def _only_files(form: FormData) -> None:
+    """422 naming each form field other than `files`, which the schema forbids: none is ignored silently."""
+    unknown = [name for name in form if name != "files"]
+    if unknown:
+        message = "not a field of this form: send each file as `files`"
+        errors = [{"type": "extra_forbidden", "loc": ("body", name), "msg": message, "input": name} for name in unknown]
+        raise RequestValidationError(errors)
 
 
 def _checked(uploads: list[Any]) -> list[UploadFile]:

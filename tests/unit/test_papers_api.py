@@ -111,7 +111,10 @@ def test_limits_answer_413_415_422_and_400_naming_the_problem(client: TestClient
     assert text.status_code == 415 and "text/plain" in text.json()["detail"]
     untitled = client.post("/papers", json={"abstract": "No title here."})
     assert untitled.status_code == 422 and untitled.json()["detail"][0]["loc"][:2] == ["body", "title"]
-    assert client.post("/papers", files={"other": ("a.pdf", b"x")}).status_code == 422
+    misspelt = client.post("/papers", files={"file": ("a.pdf", b"x")})
+    assert misspelt.status_code == 422 and misspelt.json()["detail"][0]["loc"] == ["body", "file"]
+    extra = client.post("/papers", files={"files": ("a.jsonl", b"{}")}, data={"id": "p1"})  # not silently ignored
+    assert extra.status_code == 422 and [e["loc"] for e in extra.json()["detail"]] == [["body", "id"]]
     broken = client.post("/papers", content=b"{nope", headers={"content-type": "application/json"})
     assert broken.status_code == 400
     assert client.get("/papers", params={"limit": 0}).status_code == 422
@@ -152,6 +155,7 @@ def test_the_routes_document_their_statuses_and_bodies(client: TestClient) -> No
     post = paths["/papers"]["post"]
     assert set(post["responses"]) == {"200", "202", "400", "413", "415", "422"}
     assert set(post["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
+    assert post["requestBody"]["content"]["multipart/form-data"]["schema"]["additionalProperties"] is False
     assert set(paths["/papers/{paper_id}"]["delete"]["responses"]) == {"200", "202", "404", "422"}
     assert set(paths["/papers"]["get"]["responses"]) == {"200", "422"}
     assert set(paths["/jobs/{job_id}"]["get"]["responses"]) == {"200", "404", "422"}
