@@ -163,7 +163,8 @@ def build_ui(agent: PaperAgent, gate: GenerationGate, metrics: Metrics, writer: 
     examples = example_questions(agent.settings.serve.examples)
     with gr.Blocks(title="Paper Agent", fill_height=True) as blocks:
         header = gr.HTML(header_html(agent))
-        blocks.load(partial(header_html, agent), outputs=[header], show_progress="hidden")  # papers added since
+        # read again on every page load, so papers added since the app started are counted
+        blocks.load(partial(header_html, agent), outputs=[header], show_progress="hidden", api_visibility="private")
         finished = gr.State([])
         sources = gr.HTML(panel("", []), elem_id="sources", render=False)
         with gr.Row(equal_height=False):
