@@ -8,7 +8,7 @@ a chunk needs embedding again. `agent.index.Index` is the only caller; nothing e
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -38,6 +38,24 @@ def make_client(settings: Settings) -> Any:
     return chromadb.PersistentClient(path=str(settings.data_dir / "chroma"), settings=chroma_settings)
 
 
+def refresh_client(client: Any) -> bool:
+    """Make an embedded client read the store as it is on disk now; returns whether it had anything to reload.
+
+    An embedded client keeps the HNSW graphs it loaded and never sees another process's additions in them (see
+    agent/generation.py); a server client reads the server's live state. subtle: this builds the client's Rust
+    bindings anew over the same files and swaps them in (5-15 ms; the graphs load again on first use). chromadb's
+    public way, `clear_system_cache()` and a new client, leaves every other client and collection handle of the
+    process on the old state; the swap reaches them all, and calls in flight finish on the bindings they started on.
+    """
+    from chromadb.api.rust import RustBindingsAPI
+
+    server = getattr(client, "_server", None)
+    if not isinstance(server, RustBindingsAPI):
+        return False
+    server.start()
+    return True
+
+
 def open_collection(client: Any, name: str, settings: IndexSettings) -> Any:
     """A cosine collection that stores our vectors (never Chroma's downloading default embedder)."""
     ef_search = settings.hnsw_ef_search
@@ -60,9 +78,15 @@ def open_collection(client: Any, name: str, settings: IndexSettings) -> Any:
 
 
 def write_chunks(
-    collection: Any, chunks: Sequence[Chunk], vectors: np.ndarray, hashes: Mapping[str, str], settings: IndexSettings
+    collection: Any,
+    chunks: Sequence[Chunk],
+    vectors: np.ndarray,
+    hashes: Mapping[str, str],
+    generation: int,
+    settings: IndexSettings,
 ) -> None:
-    """Upsert chunks with their vectors, `write_batch_size` a request and `writers` requests in flight."""
+    """Upsert chunks with their vectors, stamped with `generation`: `write_batch_size` a request and `writers`
+    requests in flight."""
 
     def write(start: int) -> None:
         batch = chunks[start : start + settings.write_batch_size]
@@ -70,7 +94,7 @@ def write_chunks(
             ids=[c.id for c in batch],
             embeddings=vectors[start : start + len(batch)],
             documents=[c.text for c in batch],
-            metadatas=[chunk_metadata(c, hashes[c.id]) for c in batch],
+            metadatas=[chunk_metadata(c, hashes[c.id], generation) for c in batch],
         )
 
     starts = range(0, len(chunks), settings.write_batch_size)
@@ -84,34 +108,31 @@ def write_chunks(
         list(pool.map(write, starts))
 
 
-def batches(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
-
-
 def content_hash(chunk: Chunk, embedder_name: str) -> str:
     """Changes when anything that goes into the chunk's stored vector or record changes."""
     key = "\x1f".join([embedder_name, chunk.title, chunk.text, str(chunk.page)])
     return hashlib.sha1(key.encode("utf-8")).hexdigest()
 
 
-def chunk_metadata(chunk: Chunk, digest: str) -> dict[str, Any]:
+def chunk_metadata(chunk: Chunk, digest: str, generation: int) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "paper_id": chunk.paper_id,
         "title": chunk.title,
         "position": chunk.position,
         "source": chunk.source,
         "hash": digest,
+        "generation": generation,  # the one it is published in: until then, readers leave it out
     }
     if chunk.page is not None:
         meta["page"] = chunk.page
     return meta
 
 
-def paper_metadata(paper: Paper, n_chunks: int) -> dict[str, Any]:
+def paper_metadata(paper: Paper, n_chunks: int, generation: int) -> dict[str, Any]:
     meta = {k: v for k, v in paper.metadata().items() if v not in (None, [], "") and k != "paper_id"}
     meta["authors"] = "; ".join(paper.authors)
     meta["chunks"] = n_chunks
+    meta["generation"] = generation
     return meta
 
 

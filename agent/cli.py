@@ -135,6 +135,7 @@ def cmd_eval_diff(args: argparse.Namespace, agent: PaperAgent) -> int:
 def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
     """Set up whatever is missing (index, model server), then serve the web app until Ctrl-C."""
     from paper_agent.embed import use_threads
+    from paper_agent.llm_supervisor import supervise
     from paper_agent.query_embed import BatchingEmbedder, CachingEmbedder, QueryCache
     from paper_agent.web.server import run
 
@@ -155,15 +156,17 @@ def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
     sentences = agent.sync_sentences()
     if sentences.shipped or sentences.embedded or sentences.deleted:
         print(f"answer sentences' vectors brought in line with the index: {sentences}", flush=True)
-    _ready_model_server(settings)
+    error = _ready_model_server(settings)
     use_threads(searcher, settings.serve.embed_threads)
     agent.warm_up()  # loads the models and any lexical index now, not during the first request
-    run(agent, args.host or settings.serve.host, args.port or settings.serve.port, cache)
+    supervisor = supervise(settings, error)  # None for a configured URL: that server is only reported
+    run(agent, args.host or settings.serve.host, args.port or settings.serve.port, cache, supervisor)
     return 0
 
 
-def _ready_model_server(settings: Settings) -> None:
-    """Check the configured model server, or find or start the local one; warn (not fail) when there is none."""
+def _ready_model_server(settings: Settings) -> str | None:
+    """Check the configured model server, or find or start the local one; warn (not fail) when there is none,
+    and return why."""
     from paper_agent.llm_server import answers, ensure_server
 
     configured = settings.llm.base_url is not None
@@ -176,6 +179,8 @@ def _ready_model_server(settings: Settings) -> None:
     except ModelServerUnavailable as error:
         # Serve anyway: search and the paper pages work, and questions answer 503 with this reason.
         print(f"paper-agent: warning: {error}; questions answer 503 until it is up", file=sys.stderr)
+        return error.reason
+    return None
 
 
 def cmd_llm(args: argparse.Namespace, agent: PaperAgent) -> int:

@@ -207,12 +207,18 @@ def _year(value: Any) -> int | None:
 def read_pdf(path: Path) -> list[Paper]:
     """One paper per PDF: its full text, remembering where each page starts."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import EmptyFileError, FileNotDecryptedError, PdfReadError
 
     try:
         reader = PdfReader(path)
+        if reader.is_encrypted and not reader.decrypt(""):  # an owner password alone still opens with ""
+            raise UnreadablePaper(str(path), "PDF is encrypted (it needs a password to open)")
         pages = [page.extract_text() or "" for page in reader.pages]
         meta_title = reader.metadata.title if reader.metadata else None
+    except EmptyFileError:
+        raise UnreadablePaper(str(path), "empty file") from None
+    except FileNotDecryptedError:
+        raise UnreadablePaper(str(path), "PDF is encrypted (it needs a password to open)") from None
     except (PdfReadError, ValueError, KeyError, TypeError) as err:
         raise UnreadablePaper(str(path), f"not a readable PDF: {err}") from None
     text, page_starts = "", []

@@ -7,41 +7,44 @@ unchanged chunk skip re-embedding altogether. A chunk whose vector ships with th
 (`agent/bundled_vectors.py`) takes it from there instead of from the model. Chunking is `agent/chunking.py`;
 the client, collections and record layout are `agent/chroma.py`. The answer sentences' vectors live
 in a third collection, `<name>__sentences` (`agent/sentence_store.py`), brought in line with the chunks by ingest.
+Every write happens inside `Index.writing()` (`agent/generation.py`): writers take turns, never write over another
+process's work, and publish a new generation, recorded in `<name>__state`, only once they have committed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from paper_agent.bundled_vectors import BUNDLED_VECTORS, shipped_vectors
+from paper_agent.bundled_vectors import BUNDLED_VECTORS
+from paper_agent.catalog import Catalogue
 from paper_agent.chroma import (
-    batches,
-    chunk_from_record,
-    chunk_metadata,
     content_hash,
     make_client,
     open_collection,
     paper_from_record,
-    paper_metadata,
     passage_from_record,
+    refresh_client,
     rescored,
     write_chunks,
 )
-from paper_agent.chunking import chunk_paper, embedding_text
+from paper_agent.chunk_writer import ChunkWriter, OnBatch, batches
+from paper_agent.chunking import chunk_paper
 from paper_agent.embed import Embedder
 from paper_agent.errors import IndexBuiltWithOtherModel, IndexNotBuilt
+from paper_agent.generation import FileLock, Generations, StateRecord, Write
 from paper_agent.sentence_store import SentenceStats, SentenceStore
 from paper_agent.settings import Settings
 from paper_agent.types import Chunk, Paper, Passage
 
-OnBatch = Callable[[list[Chunk]], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,19 +58,25 @@ class IngestStats:
 
 
 LEGACY_EMBEDDER = "all-MiniLM-L6-v2"
-_NEW = "__reembedding"  # suffix of the collections a re-embedding fills before they replace the old ones
 
 
-class Index:
-    """The paper collection in Chroma: ingest, query by vector, look papers up."""
+class Index(Catalogue):
+    """The paper collection in Chroma: ingest, query by vector, look papers up (list and remove: `Catalogue`)."""
 
     def __init__(self, settings: Settings, client: Any = None, vectors_dir: Path | None = BUNDLED_VECTORS) -> None:
         self.settings = settings.index
         self.vectors_dir = vectors_dir  # shipped vectors to take before embedding (None: always embed)
         self.where = settings.index.chroma_url or str(settings.data_dir / "chroma")
         self.client = client if client is not None else make_client(settings)
-        self.chunks = self._collection(self.settings.collection)
-        self.papers = self._collection(f"{self.settings.collection}__papers")
+        self.chunks = self.open(self.settings.collection)
+        self.papers = self.open(f"{self.settings.collection}__papers")
+        state = StateRecord(self.client, f"{self.settings.collection}__state")
+        self.generations = Generations(state, FileLock(settings.data_dir / "index.lock"))
+
+    @property
+    def writer(self) -> ChunkWriter:
+        """Writes chunks and papers with their vectors into the collections open now."""
+        return ChunkWriter(self.chunks, self.papers, self.settings, self.vectors_dir)
 
     @cached_property
     def sentences(self) -> SentenceStore:
@@ -83,38 +92,53 @@ class Index:
         return str((self.chunks.metadata or {}).get("embedder", LEGACY_EMBEDDER))
 
     def reembed(self, embedder: Embedder, *, progress: bool = True) -> int:
-        """Re-embed every stored chunk and paper with `embedder`, keeping every record; returns the chunk count.
+        """Re-embed every stored chunk and paper with `embedder`, keeping every record; returns the chunk count."""
+        from paper_agent.reembed import reembed
 
-        What a change of model needs: another model's vectors cannot be mixed in (nor, at another dimension,
-        stored). The new vectors go into new collections that replace the old ones only when complete, so a crash
-        half-way leaves the old index as it was."""
-        got = self.chunks.get(include=["documents", "metadatas"])
-        chunks = [chunk_from_record(*record) for record in zip(got["ids"], got["documents"], got["metadatas"])]
-        got = self.papers.get(include=["documents", "metadatas"])
-        papers = [paper_from_record(*record) for record in zip(got["ids"], got["documents"], got["metadatas"])]
-        old = (self.chunks, self.papers)
-        names = (self.settings.collection, f"{self.settings.collection}__papers")
-        existing = {c.name for c in self.client.list_collections()}
-        for name in names:  # left over from an attempt that crashed
-            if f"{name}{_NEW}" in existing:
-                self.client.delete_collection(f"{name}{_NEW}")
-        self.chunks, self.papers = (self._collection(f"{name}{_NEW}") for name in names)
-        try:
-            self.chunks.modify(metadata={"embedder": embedder.name})
-            hashes = {c.id: content_hash(c, embedder.name) for c in chunks}
-            vectors, _ = self._embed_and_write(chunks, hashes, embedder, progress, None)
-            self._write_papers(papers, chunks, vectors)
-        except BaseException:
-            self.chunks, self.papers = old
-            raise
-        for collection, name in zip(old, names, strict=True):
-            self.client.delete_collection(collection.name)
-            self.client.get_collection(f"{name}{_NEW}").modify(name=name)
-        self.chunks, self.papers = (self._collection(name) for name in names)
-        return len(chunks)
+        with self.writing() as write:
+            return reembed(self, embedder, write, progress=progress)
 
-    def _collection(self, name: str) -> Any:
+    def open(self, name: str) -> Any:
+        """One of the index's cosine collections, created if missing."""
         return open_collection(self.client, name, self.settings)
+
+    # generations ------------------------------------------------------------------------------------
+
+    def writing(self) -> AbstractContextManager[Write]:
+        """The one way to change the index: waits for other writers (any process on this data dir), reloads the
+        store, runs the block, and publishes the next generation if the block changed anything and did not raise.
+        Code that adds or removes records sets `write.changed`; a nested `writing()` joins the open write."""
+        return self.generations.writing(self.refresh, self._roll_back, self.stats)
+
+    def refresh(self) -> None:
+        """See the store as it is now: an embedded store's graphs reloaded (then loaded at once, while the caller holds
+        a lock, not lazily later), and the collections reopened (a re-embedding elsewhere replaces them)."""
+        reloaded = refresh_client(self.client)
+        self.chunks = self.open(self.settings.collection)
+        self.papers = self.open(f"{self.settings.collection}__papers")
+        self.sentences.reopen()
+        if reloaded:
+            got = self.chunks.get(limit=1, include=["embeddings"])
+            if len(got["ids"]):
+                self.chunks.query(query_embeddings=got["embeddings"][:1], n_results=1, include=[])
+
+    def _roll_back(self, generation: int) -> int:
+        """Delete the records a write that never published left (stamped above `generation`); returns the chunks."""
+        newer = {"generation": {"$gt": generation}}
+        chunk_ids = self.chunks.get(where=newer, include=[])["ids"]
+        paper_ids = self.papers.get(where=newer, include=[])["ids"]
+        if chunk_ids or paper_ids:
+            log.warning("rolling back %d chunks, %d papers of an unfinished write", len(chunk_ids), len(paper_ids))
+            for batch in batches(chunk_ids, 5000):
+                self.chunks.delete(ids=batch)
+            for batch in batches(paper_ids, 5000):
+                self.papers.delete(ids=batch)
+        return len(chunk_ids)
+
+    def chunks_at(self, generation: int) -> Iterator[Passage]:
+        """The stored chunks that belong to `generation` (not those of a write in progress or one that crashed)."""
+        newer = set(self.chunks.get(where={"generation": {"$gt": generation}}, include=[])["ids"])
+        return (p for p in self.iter_chunks() if p.chunk_id not in newer)
 
     # ingest -----------------------------------------------------------------------------------------
 
@@ -132,34 +156,39 @@ class Index:
         An index embedded with another model is re-embedded first, all of it, not just these papers. With
         `sentence_embedder`, the answer sentences' vectors are then brought in line with every stored chunk.
         """
-        if self.built_with not in (None, embedder.name):
-            self.reembed(embedder, progress=progress)
-        self.chunks.modify(metadata={"embedder": embedder.name})
-        chunks = [c for paper in papers for c in chunk_paper(paper, self.settings)]
-        hashes = {c.id: content_hash(c, embedder.name) for c in chunks}
-        stored = self._stored_hashes(list(hashes))
-        todo = [c for c in chunks if stored.get(c.id) != hashes[c.id]]
-        stale = self._stale_ids(papers, set(hashes))
-        if stale:
-            self.chunks.delete(ids=stale)
-            self.papers.delete(ids=self._paper_ids_without_chunks(stale))
-        vectors, shipped = self._embed_and_write(todo, hashes, embedder, progress, on_batch)
-        changed = {c.paper_id for c in todo}
-        self._write_papers([p for p in papers if p.id in changed], chunks, vectors)
-        stats = IngestStats(
-            papers=len(papers), chunks=len(chunks), embedded=len(todo), shipped=shipped, deleted=len(stale)
-        )
-        if sentence_embedder is not None:
-            stats.sentences = self.sentences.sync(
-                self.iter_chunks(), sentence_embedder, self.vectors_dir, progress=progress
+        with self.writing() as write:
+            if self.built_with not in (None, embedder.name):
+                self.reembed(embedder, progress=progress)
+            self.chunks.modify(metadata={"embedder": embedder.name})
+            chunks = [c for paper in papers for c in chunk_paper(paper, self.settings)]
+            hashes = {c.id: content_hash(c, embedder.name) for c in chunks}
+            stored = self._stored_hashes(list(hashes))
+            todo = [c for c in chunks if stored.get(c.id) != hashes[c.id]]
+            stale = self._stale_ids(papers, set(hashes))
+            if stale:
+                self.chunks.delete(ids=stale)
+                self.papers.delete(ids=self._paper_ids_without_chunks(stale))
+            vectors, shipped = self.writer.chunks(todo, hashes, embedder, write.generation, progress, on_batch)
+            changed = {c.paper_id for c in todo}
+            self.writer.papers([p for p in papers if p.id in changed], chunks, vectors, write.generation)
+            write.changed = write.changed or bool(todo or stale)
+            stats = IngestStats(
+                papers=len(papers), chunks=len(chunks), embedded=len(todo), shipped=shipped, deleted=len(stale)
             )
+            if sentence_embedder is not None:
+                stats.sentences = self.sentences.sync(
+                    self.iter_chunks(), sentence_embedder, self.vectors_dir, progress=progress
+                )
         return stats
 
     def write_vectors(self, chunks: Sequence[Chunk], vectors: np.ndarray, embedder_name: str) -> None:
-        """Store chunks whose vectors `embedder_name` already made (a bulk load): no embedding, no paper records."""
-        self.chunks.modify(metadata={"embedder": embedder_name})
-        hashes = {c.id: content_hash(c, embedder_name) for c in chunks}
-        write_chunks(self.chunks, chunks, vectors, hashes, self.settings)
+        """Store chunks whose vectors `embedder_name` already made (a bulk load), published as one generation: no
+        embedding, no paper records."""
+        with self.writing() as write:
+            self.chunks.modify(metadata={"embedder": embedder_name})
+            hashes = {c.id: content_hash(c, embedder_name) for c in chunks}
+            write_chunks(self.chunks, chunks, vectors, hashes, write.generation, self.settings)
+            write.changed = write.changed or bool(chunks)
 
     def _stored_hashes(self, ids: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -184,61 +213,6 @@ class Index:
         alive = {m["paper_id"] for m in left["metadatas"] or []}
         return [p for p in candidates if p not in alive]
 
-    def _embed_and_write(
-        self,
-        todo: list[Chunk],
-        hashes: dict[str, str],
-        embedder: Embedder,
-        progress: bool,
-        on_batch: OnBatch | None,
-    ) -> tuple[dict[str, np.ndarray], int]:
-        """Write `todo` with their vectors; returns the vectors by chunk id and how many came from the shipped file."""
-        texts = {c.id: embedding_text(c) for c in todo}
-        shipped = shipped_vectors(texts, embedder, self.settings, self.vectors_dir)
-        vectors: dict[str, np.ndarray] = {}
-        with tqdm(total=len(todo), desc="embedding chunks", unit="chunk", disable=not progress or not todo) as bar:
-            for batch, embedded in self._vectorbatches(todo, texts, shipped, embedder):
-                self.chunks.upsert(
-                    ids=[c.id for c in batch],
-                    embeddings=embedded,
-                    documents=[c.text for c in batch],
-                    metadatas=[chunk_metadata(c, hashes[c.id]) for c in batch],
-                )
-                vectors.update(zip((c.id for c in batch), embedded))
-                if on_batch is not None:
-                    on_batch(batch)
-                bar.update(len(batch))
-        return vectors, len(shipped)
-
-    def _vectorbatches(
-        self, todo: list[Chunk], texts: dict[str, str], shipped: dict[str, np.ndarray], embedder: Embedder
-    ) -> Iterator[tuple[list[Chunk], np.ndarray]]:
-        """`todo` in batches with their vectors: first those the shipped file holds, then the rest, embedded."""
-        size = self.settings.embed_batch_size
-        for batch in batches([c for c in todo if c.id in shipped], self.settings.write_batch_size):
-            yield batch, np.stack([shipped[c.id] for c in batch])
-        # Longest first, like sentence-transformers does within one call: batches of similar length pad less.
-        rest = sorted((c for c in todo if c.id not in shipped), key=lambda c: len(texts[c.id]), reverse=True)
-        for batch in batches(rest, size):
-            yield batch, embedder.embed([texts[c.id] for c in batch])
-
-    def _write_papers(self, papers: Sequence[Paper], chunks: list[Chunk], vectors: dict[str, np.ndarray]) -> None:
-        """One record per changed paper; its vector is the mean of its chunks' (a paper-level embedding)."""
-        by_paper: dict[str, list[np.ndarray]] = {}
-        counts: dict[str, int] = {}
-        for c in chunks:
-            counts[c.paper_id] = counts.get(c.paper_id, 0) + 1
-            if c.id in vectors:
-                by_paper.setdefault(c.paper_id, []).append(vectors[c.id])
-        for batch in batches([p for p in papers if p.id in by_paper], 500):
-            means = [np.mean(by_paper[p.id], axis=0) for p in batch]
-            self.papers.upsert(
-                ids=[p.id for p in batch],
-                embeddings=[m / (np.linalg.norm(m) or 1.0) for m in means],
-                documents=[p.text for p in batch],
-                metadatas=[paper_metadata(p, counts[p.id]) for p in batch],
-            )
-
     # read -------------------------------------------------------------------------------------------
 
     def query(
@@ -246,32 +220,34 @@ class Index:
     ) -> list[Passage]:
         """The `n` chunks nearest to `vector` (a question embedded with `embedded_with`), best first, by cosine.
 
-        Chunks in `known` (by id: a copy of the stored chunks, e.g. the BM25 index's) are taken from there rather
-        than read again: reading 60 chunks' text from Chroma's SQLite took 1.7 of a query's 2.6 ms."""
+        With `known` (by id: the chunks of the generation the caller answers from, the BM25 snapshot's), only those
+        chunks are returned, taken from there rather than read again (reading 60 chunks' text from Chroma's SQLite took
+        1.7 of a query's 2.6 ms): one another write is adding, or a crashed write left, is not in that generation."""
         from chromadb.errors import InvalidArgumentError  # chromadb is imported with the client, not before
 
         stored = (self.chunks.metadata or {}).get("embedder")
         if stored is not None and stored != embedded_with:
             raise IndexBuiltWithOtherModel(self.where, stored, embedded_with)
+        if known is not None and not known:
+            raise IndexNotBuilt(self.where)  # nothing published yet (a first ingest may be under way)
         include = ["distances"] if known is not None else ["documents", "metadatas", "distances"]
-        try:
-            got = self.chunks.query(query_embeddings=[vector], n_results=n, include=include)
-        except InvalidArgumentError as error:  # an index from before the record, at another dimension
-            raise IndexBuiltWithOtherModel(self.where, LEGACY_EMBEDDER, embedded_with) from error
-        ids, distances = got["ids"][0], got["distances"][0]
-        if not ids:  # checked after the query, not before: a count() per search cost 7% of /search
-            raise IndexNotBuilt(self.where)
-        if known is None:
-            docs, metas = got["documents"][0], got["metadatas"][0]
-            return [passage_from_record(i, doc, meta, 1.0 - d) for i, doc, meta, d in zip(ids, docs, metas, distances)]
-        missing = [i for i in ids if i not in known]  # written since `known` was copied (by another process)
-        found = {p.chunk_id: p for p in self._read_chunks(missing)} if missing else {}
-        return [rescored(p, 1.0 - d) for i, d in zip(ids, distances) if (p := known.get(i) or found.get(i))]
-
-    def _read_chunks(self, ids: list[str]) -> Iterator[Passage]:
-        got = self.chunks.get(ids=ids, include=["documents", "metadatas"])
-        for i, doc, meta in zip(got["ids"], got["documents"], got["metadatas"]):
-            yield passage_from_record(i, doc, meta, 0.0)
+        wanted = n
+        for _ in range(4):
+            try:
+                got = self.chunks.query(query_embeddings=[vector], n_results=wanted, include=include)
+            except InvalidArgumentError as error:  # an index from before the record, at another dimension
+                raise IndexBuiltWithOtherModel(self.where, LEGACY_EMBEDDER, embedded_with) from error
+            ids, distances = got["ids"][0], got["distances"][0]
+            if not ids:  # checked after the query, not before: a count() per search cost 7% of /search
+                raise IndexNotBuilt(self.where)
+            if known is None:
+                docs, metas = got["documents"][0], got["metadatas"][0]
+                return [passage_from_record(i, t, m, 1.0 - d) for i, t, m, d in zip(ids, docs, metas, distances)]
+            hits = [rescored(known[i], 1.0 - d) for i, d in zip(ids, distances) if i in known]
+            if len(hits) >= n or len(ids) < wanted:
+                break
+            wanted += len(ids) - len(hits)  # chunks outside `known` took places: look deeper
+        return hits[:n]
 
     def get_paper(self, paper_id: str) -> Paper | None:
         return self.get_papers([paper_id]).get(paper_id)

@@ -79,12 +79,20 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def _log_tail(path: Path, lines: int = 15) -> str:
+def log_tail(path: Path, lines: int = 15) -> str:
     """The last lines of a server log, for an error message."""
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def read_pid(data_dir: Path) -> int | None:
+    """The process id in the detached server's pid file, if there is a readable one."""
+    try:
+        return int((data_dir / PID_NAME).read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def ensure_server(settings: Settings) -> str:
@@ -107,7 +115,7 @@ def ensure_server(settings: Settings) -> str:
         if process.poll() is not None and answers(url, settings.llm):
             return url
         stop_server(process)
-        raise ModelServerUnavailable(url, f"{error.reason}; log {log_path}:\n{_log_tail(log_path)}") from error
+        raise ModelServerUnavailable(url, f"{error.reason}; log {log_path}:\n{log_tail(log_path)}") from error
     return url
 
 

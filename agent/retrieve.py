@@ -87,6 +87,8 @@ class Retriever:
 
     def _dense(self, question: str, n: int, known: Mapping[str, Passage] | None = None) -> list[Passage]:
         vector = self.embedder.embed([question])[0]
+        if known is None and self._lexical is not None:
+            known = self._lexical.by_id  # only the generation's chunks, as hybrid search keeps (agent/live.py)
         return self.index.query(vector, n, self.embedder.name, known)
 
     def _lexical_passages(self, question: str, n: int) -> list[Passage]:

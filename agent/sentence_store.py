@@ -88,6 +88,10 @@ class SentenceStore:
             )
         return self._open
 
+    def reopen(self) -> None:
+        """Open the collection again at the next read (another process may have replaced it)."""
+        self._open = None
+
     def vectors(self, sentences: Sequence[str], model: str) -> dict[str, np.ndarray]:
         """The stored vectors that `model` made of those of `sentences` it holds; never raises (a miss is embedded)."""
         if not sentences:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,8 +18,10 @@ from paper_agent.data import CORPUS
 from paper_agent.decide import Calibration, Decision, decide, load_calibration
 from paper_agent.embed import Embedder, SentenceTransformerEmbedder, make_embedder, sentence_settings
 from paper_agent.errors import AgentError
-from paper_agent.index import Index, IngestStats
-from paper_agent.lexical import LexicalIndex, sync_lexical
+from paper_agent.generation import Write
+from paper_agent.index import Index, IngestStats, OnBatch
+from paper_agent.lexical import LexicalIndex
+from paper_agent.live import LiveIndex
 from paper_agent.prompts import PROMPTS_DIR, load_prompts
 from paper_agent.rerank import LLMReranker, TokenScorer
 from paper_agent.retrieve import Reranker, Retriever
@@ -44,10 +47,10 @@ class PaperAgent:
         self.prompts = load_prompts(self.settings.answer.prompts_dir or PROMPTS_DIR)
 
     def with_settings(self, settings: Settings) -> PaperAgent:
-        """An agent with other search or answer settings that shares the parts this one has built already: the
-        models, the index, the BM25 index and the model client (so not for settings that change what those are)."""
+        """An agent with other search or answer settings that shares the parts this one has built already: the models,
+        the index, its live view (the BM25 snapshot) and the model client (so not for settings that change those)."""
         other = PaperAgent(settings)
-        for part in ("embedder", "sentence_embedder", "index", "lexical", "chat_model"):
+        for part in ("embedder", "sentence_embedder", "index", "live", "chat_model"):
             if part in self.__dict__:
                 other.__dict__[part] = self.__dict__[part]
         return other
@@ -76,19 +79,23 @@ class PaperAgent:
         return Index(self.settings)
 
     @cached_property
+    def live(self) -> LiveIndex:
+        """The index generation this agent answers from, followed as other processes add or remove papers."""
+        return LiveIndex(self.index, self.settings.data_dir / "lexical", self.settings.index.refresh_s)
+
+    @property
     def lexical(self) -> LexicalIndex:
-        """The BM25 index under `data_dir/lexical`, checked against Chroma's chunks (rebuilt if they differ)."""
-        return sync_lexical(self.index, self.settings.data_dir / "lexical")
+        """The BM25 index of the generation answered from now (`data_dir/lexical/<store>-<generation>`)."""
+        return self.live.current().lexical
 
     @cached_property
     def retriever(self) -> Retriever:
         settings = self.settings.retrieve
-        needs_lexical = settings.mode != "dense"  # dense-only search never reads the BM25 index
         return Retriever(
             self.index,
             self.embedder,
             settings,
-            lexical=self.lexical if needs_lexical else None,
+            lexical=self.lexical,  # every mode: dense search keeps only the chunks of the generation it holds
             reranker=self._reranker() if settings.rerank == "llm" else None,
         )
 
@@ -98,30 +105,64 @@ class PaperAgent:
             raise AgentError(f"retrieve.rerank=llm: {model!r} cannot report token log-probabilities")
         return LLMReranker(model, self.prompts["rerank"], self.settings.retrieve)
 
-    def ingest(self, paths: Sequence[Path] = (), *, progress: bool = True) -> tuple[ReadReport, IngestStats]:
-        """Read the files (default: the bundled corpus) and bring the index up to date with them."""
-        report = read_paths(paths or [CORPUS])
-        stats = self.index.ingest(
-            report.papers, self.embedder, progress=progress, sentence_embedder=self.sentence_embedder
-        )
-        self._sync_lexical()
+    @contextmanager
+    def writing(self) -> Iterator[Write]:
+        """`Index.writing()` that also saves the BM25 snapshot of the generation it publishes, and answers from that
+        generation once it is out. Wrap anything that adds or removes papers in it (and set `write.changed`)."""
+        with self.index.writing() as write:
+            if self.live.prepare not in write.on_commit:
+                write.on_commit.append(self.live.prepare)
+            yield write
+        lexical = self.live.check().lexical
+        if "retriever" in self.__dict__:  # built already: hand it the new generation now, not at the next search
+            self.retriever.lexical = lexical
+
+    def ingest(
+        self, paths: Sequence[Path] = (), *, progress: bool = True, on_batch: OnBatch | None = None
+    ) -> tuple[ReadReport, IngestStats]:
+        """Read the files (default: the bundled corpus) and bring the index up to date with them; `on_batch` is
+        called with each batch of chunks written."""
+        return self.ingest_read(read_paths(paths or [CORPUS]), progress=progress, on_batch=on_batch)
+
+    def ingest_read(
+        self, report: ReadReport, *, progress: bool = True, on_batch: OnBatch | None = None
+    ) -> tuple[ReadReport, IngestStats]:
+        """`ingest` of files already read (so a caller can look at their papers first)."""
+        with self.writing():
+            stats = self.index.ingest(
+                report.papers,
+                self.embedder,
+                progress=progress,
+                on_batch=on_batch,
+                sentence_embedder=self.sentence_embedder,
+            )
         return report, stats
+
+    def remove_papers(self, paper_ids: Sequence[str]) -> list[str]:
+        """Remove the papers from every index (chunks, papers, answer sentences, BM25); returns those it held."""
+        with self.writing() as write:
+            removed = self.index.delete_papers(paper_ids, self.sentence_embedder)
+            write.changed = bool(removed)
+        return removed
+
+    def list_papers(self, offset: int = 0, limit: int = 50) -> tuple[int, list[dict[str, Any]]]:
+        """How many papers the index holds, and a page of them (metadata and chunk counts, no text)."""
+        return self.index.list_papers(offset, limit)
 
     def sync_sentences(self, *, progress: bool = True) -> SentenceStats:
         """Bring the stored answer sentences' vectors in line with the index's chunks (ingest does it too): an index
         built before they were stored, or under another sentence model, gets them; when in step, ~0.1 s."""
         index = self.index
-        return index.sentences.sync(index.iter_chunks(), self.sentence_embedder, index.vectors_dir, progress=progress)
-
-    def _sync_lexical(self) -> None:
-        """Bring the BM25 index in line with Chroma after an ingest, and hand it to a retriever already built."""
-        self.__dict__.pop("lexical", None)
-        lexical = self.lexical  # rebuilt and persisted now, when anything changed: ingest is the slow step anyway
-        if "retriever" in self.__dict__:
-            self.retriever.lexical = lexical
+        with index.writing():  # a write like any other: never over another process's work (no new generation)
+            return index.sentences.sync(
+                index.iter_chunks(), self.sentence_embedder, index.vectors_dir, progress=progress
+            )
 
     def search(self, question: str, top_k: int | None = None) -> list[PaperHit]:
-        return self.retriever.search(question, top_k)
+        """The top papers in the current generation (reloaded first if another process published a new one)."""
+        retriever = self.retriever
+        retriever.lexical = self.lexical
+        return retriever.search(question, top_k)
 
     @cached_property
     def chat_model(self) -> ChatModel:
@@ -164,7 +205,7 @@ class PaperAgent:
         """Search, score the top papers' sentences, and decide whether and from which papers to answer."""
         hits, sources = self.evidence(question, top_k, timings)
         clock = time.perf_counter()
-        decision = decide(question, hits, sources, self.lexical, self.calibration, self.settings.answer)
+        decision = decide(question, hits, sources, self.retriever.lexical, self.calibration, self.settings.answer)
         if timings is not None:
             timings["decide_ms"] = _ms(clock)
         return decision

@@ -60,6 +60,13 @@ class IndexSettings(Section):
     writers: int = Field(
         1, ge=1, le=16, description="Chroma writes in flight at once when loading precomputed vectors."
     )
+    refresh_s: float = Field(
+        1.0,
+        ge=0.0,
+        le=3600.0,
+        description="A running app checks the index generation at most this often (seconds; 0 = every search) and, "
+        "when another process has added or removed papers, answers from the new state, dense and lexical together.",
+    )
 
 
 class EmbedSettings(Section):
@@ -120,7 +127,8 @@ class LLMSettings(Section):
 
 
 class ServerSettings(Section):
-    """How `paper-agent llm` starts a local model server when `llm.base_url` is unset."""
+    """How the local model server is started (`paper-agent llm`, `ask`, `serve`) and kept up under `serve`, when
+    `llm.base_url` is unset."""
 
     backend: Literal["auto", "llamacpp", "vllm"] = Field(
         "auto", description="auto = vLLM when installed and a GPU is present, else llama.cpp."
@@ -136,6 +144,18 @@ class ServerSettings(Section):
         "Qwen/Qwen2.5-7B-Instruct", description="Model (local path or cached name) vLLM serves on a GPU host."
     )
     startup_timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for a started server to answer.")
+    supervise: bool = Field(
+        True, description="`serve` restarts the local model server when it dies (never a server set by `llm.base_url`)."
+    )
+    watch_interval_s: float = Field(
+        1.0, gt=0, le=300, description="Seconds between `serve`'s checks of the local model server's process and port."
+    )
+    restart_backoff_s: float = Field(
+        1.0, gt=0, le=3600, description="Wait before restarting a dead local model server; doubles with each failure."
+    )
+    restart_backoff_max_s: float = Field(
+        60.0, gt=0, le=86400, description="Longest wait between restarts; a server that stays up this long resets it."
+    )
 
 
 class AnswerSettings(Section):
@@ -203,6 +223,12 @@ class ServeSettings(Section):
     )
     max_request_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body the web app reads; a larger one gets 413."
+    )
+    max_upload_bytes: int = Field(
+        50 * 1_048_576,
+        ge=1024,
+        description="Largest upload of papers (a `POST /papers` body, or files dropped on the chat page); a larger "
+        "one gets 413. Uploads are kept under `data_dir/uploads`.",
     )
 
 

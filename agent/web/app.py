@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 
 from paper_agent.errors import AgentError
 from paper_agent.llm import health as model_health
+from paper_agent.llm_supervisor import Supervisor
 from paper_agent.query_embed import QueryCache
 from paper_agent.service import PaperAgent
 from paper_agent.web.auth import api_key_guard
@@ -23,21 +24,32 @@ from paper_agent.web.errors import handle_agent_error, handle_http_error, handle
 from paper_agent.web.methods import MethodNotAllowedMiddleware
 from paper_agent.web.metrics import Metrics, MetricsMiddleware
 from paper_agent.web.openai_api import openai_router
+from paper_agent.web.papers import paper_routes
 from paper_agent.web.questions import question_routes
+from paper_agent.writer import PaperWriter
 
+# Where bodies may be as large as `serve.max_upload_bytes`: the API's uploads, and the chat page's file drops.
+UPLOAD_PATHS = ("/papers", "/gradio_api/upload")
 PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text."}
 }
 
 
-def create_app(paper_agent: PaperAgent | None = None, query_cache: QueryCache | None = None) -> FastAPI:
+def create_app(
+    paper_agent: PaperAgent | None = None,
+    query_cache: QueryCache | None = None,
+    supervisor: Supervisor | None = None,
+) -> FastAPI:
     """The whole web app around one `PaperAgent` (built from the environment's settings if not given);
-    `/metrics` reports `query_cache`'s hits, if given (the agent's embedder is the one that fills it)."""
+    `/metrics` reports `query_cache`'s hits, if given (the agent's embedder is the one that fills it), and
+    `/health` and `/metrics` the `supervisor` of the local model server, if one runs."""
     paper_agent = paper_agent or PaperAgent()
     serve = paper_agent.settings.serve
     metrics = Metrics()
     if query_cache is not None:
         metrics.watch(query_cache)
+    if supervisor is not None:
+        metrics.watch_model_server(supervisor)
     gate = metrics.gate(serve.max_queue, serve.retry_after_s)
 
     app = FastAPI(
@@ -45,9 +57,15 @@ def create_app(paper_agent: PaperAgent | None = None, query_cache: QueryCache | 
         version="0.1.0",
         description="Cited answers over a collection of research papers. The chat UI is at `/`.",
     )
-    app.state.agent, app.state.gate, app.state.metrics = paper_agent, gate, metrics
+    writer = PaperWriter(paper_agent)  # the app's one writer: the API and the UI queue their writes on it
+    app.state.agent, app.state.gate, app.state.metrics, app.state.writer = paper_agent, gate, metrics, writer
     # The last one added runs first: metrics count the 405s and 413s too.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=serve.max_request_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=serve.max_request_bytes,
+        upload_paths=UPLOAD_PATHS,
+        max_upload_bytes=serve.max_upload_bytes,
+    )
     if serve.ui:
         app.add_middleware(MethodNotAllowedMiddleware, api=app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -57,15 +75,20 @@ def create_app(paper_agent: PaperAgent | None = None, query_cache: QueryCache | 
 
     @app.get("/health", tags=["operations"], summary="Index size and model server health")
     def health() -> dict[str, Any]:
-        """Index size and whether the model server really generates (a 1-token request). Never needs a key."""
-        index = paper_agent.index.stats()
+        """Index size, the generation answered from, and whether the model server really generates (a 1-token
+        request), with its supervisor's state when `serve` runs the server itself (`restarting`: it died and is
+        being started again). Never needs a key."""
+        index = paper_agent.index.stats() | {"generation": paper_agent.live.current().state.generation}
         model = model_health(paper_agent.chat_model)
-        ok = model["ok"] and index["chunks"] > 0
+        server = supervisor.state() if supervisor is not None else None
+        model["supervisor"] = server.to_json() if server is not None else None
+        ok = model["ok"] and index["chunks"] > 0 and (server is None or server.status == "up")
         return {"status": "ok" if ok else "degraded", "index": index, "model": model}
 
     guarded = [Depends(api_key_guard(serve.api_key))] if serve.api_key else []
     unauthorized = responses(e401="Missing or wrong API key (`Authorization: Bearer KEY`).") if serve.api_key else {}
     app.include_router(question_routes(paper_agent, gate, metrics), dependencies=guarded, responses=unauthorized)
+    app.include_router(paper_routes(writer), dependencies=guarded, responses=unauthorized)
     v1 = openai_router(paper_agent, gate, metrics)
     app.include_router(v1, prefix="/v1", dependencies=guarded, responses=unauthorized)
 
@@ -84,5 +107,5 @@ def create_app(paper_agent: PaperAgent | None = None, query_cache: QueryCache | 
     if serve.ui:
         from paper_agent.web.ui import mount_ui  # Gradio is slow to import; tests of the API alone skip it
 
-        mount_ui(app, paper_agent, gate, metrics)
+        mount_ui(app, paper_agent, gate, metrics, writer)
     return app

@@ -9,6 +9,8 @@ subtle: not FastAPI's `max_body_size`: Starlette's limiter replaces any response
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,30 +19,39 @@ from paper_agent.web.errors import body
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """`max_bytes` for every body; `max_upload_bytes` for a POST to one of `upload_paths` (papers, files)."""
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, upload_paths: Collection[str] = (), max_upload_bytes: int = 0
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_paths = frozenset(upload_paths)
+        self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, message = self.limit(scope)
         declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await JSONResponse(body(413, self.message), 413)(scope, receive, send)
+        if declared.isdigit() and int(declared) > limit:
+            await JSONResponse(body(413, message), 413)(scope, receive, send)
             return
         received = 0
 
         async def counted() -> Message:
             nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:  # raised inside the route's body read: the app's handler answers
-                raise HTTPException(413, self.message)
-            return message
+            message_in = await receive()
+            received += len(message_in.get("body", b""))
+            if received > limit:  # raised inside the route's body read: the app's handler answers
+                raise HTTPException(413, message)
+            return message_in
 
         await self.app(scope, counted, send)
 
-    @property
-    def message(self) -> str:
-        return f"the request body is over {self.max_bytes} bytes (serve.max_request_bytes)"
+    def limit(self, scope: Scope) -> tuple[int, str]:
+        """The bound for this request, and what a 413 says about it."""
+        if scope["method"] == "POST" and scope["path"] in self.upload_paths:
+            return self.max_upload_bytes, f"the upload is over {self.max_upload_bytes} bytes (serve.max_upload_bytes)"
+        return self.max_bytes, f"the request body is over {self.max_bytes} bytes (serve.max_request_bytes)"

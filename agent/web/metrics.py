@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests by route, latency, time to first token, overloads, the query cache."""
+"""Prometheus metrics: requests by route, latency, time to first token, overloads, the query cache, the model
+server's restarts."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import time
 from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from paper_agent.llm_supervisor import Supervisor
 from paper_agent.query_embed import QueryCache
 from paper_agent.types import Answer
 from paper_agent.web.gate import GenerationGate
@@ -59,6 +61,10 @@ class Metrics:
         """Report the query cache's hits and misses (read when scraped: the cache counts them itself)."""
         self.registry.register(_CacheCollector(cache))
 
+    def watch_model_server(self, supervisor: Supervisor) -> None:
+        """Report whether the supervised model server is up and how often it was restarted (read when scraped)."""
+        self.registry.register(_SupervisorCollector(supervisor))
+
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
@@ -72,6 +78,21 @@ class _CacheCollector(Collector):
         for outcome in ("hits", "misses"):
             text = f"Search queries whose vector {'came from' if outcome == 'hits' else 'was not in'} the cache."
             yield CounterMetricFamily(f"paper_agent_query_cache_{outcome}", text, value=getattr(self.cache, outcome))
+
+
+class _SupervisorCollector(Collector):
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+
+    def collect(self) -> Iterator[Metric]:
+        state = self.supervisor.state()
+        up = "Whether the local model server is up (0 while `serve` restarts it)."
+        yield GaugeMetricFamily("paper_agent_model_server_up", up, value=int(state.status == "up"))
+        text = "Local model servers `serve` started again after one died: ready = it answered, failed = it did not."
+        restarts = CounterMetricFamily("paper_agent_model_server_restarts", text, labels=["outcome"])
+        restarts.add_metric(["ready"], state.restarts)
+        restarts.add_metric(["failed"], state.failed_restarts)
+        yield restarts
 
 
 class MetricsMiddleware:

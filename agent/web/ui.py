@@ -13,6 +13,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import gradio as gr
@@ -27,6 +28,8 @@ from paper_agent.web.history import chat_history
 from paper_agent.web.metrics import Metrics
 from paper_agent.web.ui_sources import panel, pending_panel, turn_panel
 from paper_agent.web.ui_style import CSS, HEAD, THEME
+from paper_agent.web.ui_upload import upload_zone
+from paper_agent.writer import PaperWriter
 
 EXAMPLES_FILE = DEFAULT_QUESTIONS
 _MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
@@ -141,20 +144,27 @@ class ChatTurns:
                 yield answer_message(event.answer, turn), panel(block, finished), [block, *finished]
 
 
-def build_ui(agent: PaperAgent, gate: GenerationGate, metrics: Metrics) -> gr.Blocks:
-    """The chat page: conversation on the left, sources on the right."""
+def header_html(agent: PaperAgent) -> str:
+    """The page's title bar, with the collection's size as it is now."""
     try:
         size = f"{agent.index.stats()['papers']} research papers"
     except AgentError:
         size = "the paper collection"
+    return (
+        f'<header class="pa-header"><div><h1>Paper Agent</h1><p>Ask about {size}. Every claim cites its '
+        "source; when the collection does not say, the agent says so.</p></div>"
+        '<nav><a href="/docs" target="_blank">HTTP API</a><span>OpenAI-compatible at <code>/v1</code></span>'
+        "</nav></header>"
+    )
+
+
+def build_ui(agent: PaperAgent, gate: GenerationGate, metrics: Metrics, writer: PaperWriter | None = None) -> gr.Blocks:
+    """The chat page: conversation on the left, sources on the right (under a drop zone for papers, given a writer)."""
     examples = example_questions(agent.settings.serve.examples)
     with gr.Blocks(title="Paper Agent", fill_height=True) as blocks:
-        gr.HTML(
-            f'<header class="pa-header"><div><h1>Paper Agent</h1><p>Ask about {size}. Every claim cites its '
-            "source; when the collection does not say, the agent says so.</p></div>"
-            '<nav><a href="/docs" target="_blank">HTTP API</a><span>OpenAI-compatible at <code>/v1</code></span>'
-            "</nav></header>"
-        )
+        header = gr.HTML(header_html(agent))
+        # read again on every page load, so papers added since the app started are counted
+        blocks.load(partial(header_html, agent), outputs=[header], show_progress="hidden", api_visibility="private")
         finished = gr.State([])
         sources = gr.HTML(panel("", []), elem_id="sources", render=False)
         with gr.Row(equal_height=False):
@@ -185,16 +195,21 @@ def build_ui(agent: PaperAgent, gate: GenerationGate, metrics: Metrics) -> gr.Bl
                     fill_height=True,
                 )
             with gr.Column(scale=2, elem_classes="src-column"):
+                if writer is not None:
+                    upload_zone(writer)
                 sources.render()
     return blocks
 
 
-def mount_ui(app: FastAPI, agent: PaperAgent, gate: GenerationGate, metrics: Metrics) -> None:
+def mount_ui(
+    app: FastAPI, agent: PaperAgent, gate: GenerationGate, metrics: Metrics, writer: PaperWriter | None = None
+) -> None:
     """Mount the chat page at `/`; with an API key set, the page asks for it (any user name)."""
     key = agent.settings.serve.api_key
     gr.mount_gradio_app(
         app,
-        build_ui(agent, gate, metrics),
+        build_ui(agent, gate, metrics, writer),
+        max_file_size=agent.settings.serve.max_upload_bytes,
         path="/",
         auth=(lambda _user, password: secrets.compare_digest(password.encode(), key.encode())) if key else None,
         auth_message="Sign in with any user name and the app's API key as the password." if key else None,

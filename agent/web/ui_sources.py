@@ -43,7 +43,18 @@ def _excerpt(text: str, start: int, end: int, width: int | None = None) -> str:
     return f"<p>{'… ' * (lo > 0)}{before}{marked}{after}{' …' * (hi < len(text))}</p>"
 
 
-def source_card(number: int, turn: int, paper: Paper | None, title: str, quote: str, support: float) -> str:
+def quote_page(quote: str, paper_id: str, passages: Sequence[Passage]) -> int | None:
+    """The page (of a PDF) of the retrieved chunk of `paper_id` that holds `quote`; None for papers without pages."""
+    words = " ".join(quote.split())
+    for p in passages:
+        if p.paper_id == paper_id and p.page is not None and words and words in " ".join(p.text.split()):
+            return int(p.page)
+    return None
+
+
+def source_card(
+    number: int, turn: int, paper: Paper | None, title: str, quote: str, support: float, page: int | None = None
+) -> str:
     meta = []
     if paper is not None and paper.authors:
         authors = ", ".join(paper.authors[:3]) + (" et al." if len(paper.authors) > 3 else "")
@@ -51,6 +62,8 @@ def source_card(number: int, turn: int, paper: Paper | None, title: str, quote: 
     if paper is not None and paper.year:
         meta.append(str(paper.year))
     meta.append(f"<code>{html.escape(paper.id if paper else '')}</code>")
+    if page is not None:
+        meta.append(f'<span class="src-page">p. {page}</span>')
     meta.append(f"support {support:.0%}")
     heading = html.escape(title)
     if paper is not None and paper.url:
@@ -82,7 +95,16 @@ def turn_panel(answer: Answer, turn: int, question: str, papers: Mapping[str, Pa
     head = turn_heading(turn, question)
     if answer.citations:
         cards = "".join(
-            source_card(c.number, turn, papers.get(c.paper_id), c.title, c.quote, c.support) for c in answer.citations
+            source_card(
+                c.number,
+                turn,
+                papers.get(c.paper_id),
+                c.title,
+                c.quote,
+                c.support,
+                quote_page(c.quote, c.paper_id, answer.passages),
+            )
+            for c in answer.citations
         )
         cited = {c.paper_id for c in answer.citations}
         others = [p for p in answer.passages if p.paper_id not in cited]

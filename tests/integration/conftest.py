@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -106,6 +108,19 @@ def app_server(
 
 
 @pytest.fixture(scope="session")
+def papers_app(
+    indexed_settings: Settings, model_server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningApp]:
+    """The real app over its own copy of the ingested corpus, for tests that add and remove papers (and the fuzzer,
+    which adds some): `app_server`'s index stays the bundled corpus exactly."""
+    folder = tmp_path_factory.mktemp("papers-app")
+    shutil.copytree(indexed_settings.data_dir, folder / "index")
+    app = start_app(folder / "index", folder / "app.log", PAPER_AGENT_LLM__BASE_URL=model_server_url)
+    yield app
+    stop_app(app)
+
+
+@pytest.fixture(scope="session")
 def locked_app_without_model(
     indexed_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningApp]:
@@ -152,3 +167,32 @@ def model_server_url(model_server: LocalServer) -> str:
 def chat_model(model_server_settings: Settings, model_server: LocalServer) -> OpenAIChatModel:
     """The `ChatModel` seam pointed at the session's real model server."""
     return OpenAIChatModel(model_server_settings.llm, model_server.url)
+
+
+# --- a Chroma server ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> Iterator[str]:
+    """A real Chroma server (`chroma run`) on a free port, stopped after the test."""
+    port = free_port()
+    binary = Path(sys.executable).with_name("chroma")
+    log = (tmp_path / "chroma.log").open("w")
+    proc = subprocess.Popen(
+        [str(binary), "run", "--path", str(tmp_path / "chroma"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"chroma run did not start: {(tmp_path / 'chroma.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=30)

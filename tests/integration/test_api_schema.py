@@ -12,9 +12,11 @@ from tests.integration.conftest import RunningApp
 pytestmark = pytest.mark.integration
 
 
-def test_the_schema_holds_under_fuzzing_with_all_checks(app_server: RunningApp) -> None:
-    """Every operation, /ask and /v1/chat/completions included, with few cases each (some reach the model)."""
-    result = fuzz(app_server.url, 5)
+def test_the_schema_holds_under_fuzzing_with_all_checks(papers_app: RunningApp) -> None:
+    """Every operation, /ask and /v1/chat/completions included, with few cases each (some reach the model).
+
+    Against the app with its own copy of the index: the fuzzer adds papers through `POST /papers`."""
+    result = fuzz(papers_app.url, 5)
     report = result.stdout + result.stderr
     assert result.returncode == 0, report[-8000:]
     cases = re.search(r"Test cases:\s+(\d+) generated, (\d+) passed", report)

@@ -30,7 +30,7 @@ def _assert_citations_resolve(app: RunningApp, citations: list[dict[str, Any]]) 
 def test_health_reports_the_index_and_a_model_that_answers(app_server: RunningApp) -> None:
     health = httpx.get(f"{app_server.url}/health", timeout=60).json()
     assert health["status"] == "ok"
-    assert health["index"] == {"papers": 492, "chunks": 783} and health["model"]["ok"] is True
+    assert health["index"] == {"papers": 492, "chunks": 783, "generation": 1} and health["model"]["ok"] is True
 
 
 def test_ask_answers_with_citations_to_ingested_papers(app_server: RunningApp, public_questions: list[dict]) -> None:

@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from paper_agent.data import CORPUS
-from paper_agent.llm_server import free_port
 from paper_agent.service import PaperAgent
 from paper_agent.settings import IndexSettings, Settings
 
@@ -47,32 +44,6 @@ def test_every_hit_resolves_to_a_stored_paper(paper_agent: PaperAgent) -> None:
 
 
 # --- client-server mode: a real `chroma run` ----------------------------------------------------
-
-
-@pytest.fixture
-def chroma_server(tmp_path: Path):
-    """A real Chroma server (`chroma run`) on a free port, stopped after the test."""
-    port = free_port()
-    binary = Path(sys.executable).with_name("chroma")
-    log = (tmp_path / "chroma.log").open("w")
-    proc = subprocess.Popen(
-        [str(binary), "run", "--path", str(tmp_path / "chroma"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"chroma run did not start: {(tmp_path / 'chroma.log').read_text()[-2000:]}")
-            time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 def test_client_server_mode(chroma_server: str, paper_agent: PaperAgent, tmp_path: Path) -> None:

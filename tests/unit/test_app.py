@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from paper_agent.llm import Messages, OpenAIChatModel
+from paper_agent.llm_supervisor import Supervisor
 from paper_agent.query_embed import CachingEmbedder, QueryCache
 from paper_agent.service import PaperAgent
 from paper_agent.settings import LLMSettings, ServeSettings, Settings
@@ -225,7 +226,7 @@ def test_model_down_is_503_with_the_reason_while_search_and_papers_work(tmp_path
         assert client.get(f"/papers/{PROP.id}").status_code == 200
         health = client.get("/health").json()
         assert health["status"] == "degraded" and health["model"]["ok"] is False
-        assert health["index"] == {"papers": 2, "chunks": 2}
+        assert health["index"] == {"papers": 2, "chunks": 2, "generation": 1}
         assert client.app.state.gate.in_flight == 0  # the failed questions gave their places back
 
 
@@ -308,6 +309,58 @@ def test_metrics_report_the_query_cache_when_the_app_is_given_one(tmp_path: Path
         assert client.get("/search", params={"q": "PROP"}).json() == first, "a cached query ranks the same"
         text = client.get("/metrics").text
     assert "paper_agent_query_cache_hits_total 1.0" in text and "paper_agent_query_cache_misses_total 1.0" in text
+
+
+class DyingServer:
+    """A supervised model server that is dead until restarted."""
+
+    url = "http://127.0.0.1:8090/v1"
+
+    def __init__(self) -> None:
+        self.dead: str | None = None
+
+    def probe(self) -> str | None:
+        return self.dead
+
+    def restart(self) -> None:
+        self.dead = None
+
+    def tail(self) -> str:
+        return ""
+
+
+def test_health_and_metrics_report_the_supervised_model_server(tmp_path: Path) -> None:
+    server = DyingServer()
+    supervisor = Supervisor(server, interval_s=1.0, backoff_s=30.0, backoff_max_s=60.0)  # stepped by hand
+    with TestClient(create_app(make_agent(tmp_path), supervisor=supervisor)) as client:
+        health = client.get("/health").json()
+        assert health["status"] == "ok" and health["model"]["supervisor"]["status"] == "up"
+        server.dead = "process 42 exited"
+        supervisor.step()
+        health = client.get("/health").json()
+        assert health["status"] == "degraded" and health["model"]["ok"] is True  # the scripted model still answers
+        assert health["model"]["supervisor"] | {"retry_in_s": None} == {
+            "status": "restarting",
+            "url": server.url,
+            "restarts": 0,
+            "failed_restarts": 0,
+            "failures": 1,
+            "last_error": "process 42 exited",
+            "retry_in_s": None,
+        }
+        assert "paper_agent_model_server_up 0.0" in client.get("/metrics").text
+        supervisor._next_try = 0.0  # the back-off is over
+        supervisor.step()
+        text = client.get("/metrics").text
+        assert client.get("/health").json()["status"] == "ok"
+    assert "paper_agent_model_server_up 1.0" in text
+    assert 'paper_agent_model_server_restarts_total{outcome="ready"} 1.0' in text
+    assert 'paper_agent_model_server_restarts_total{outcome="failed"} 0.0' in text
+
+
+def test_a_configured_model_server_is_only_reported(client: TestClient) -> None:
+    assert client.get("/health").json()["model"]["supervisor"] is None
+    assert "paper_agent_model_server" not in client.get("/metrics").text
 
 
 def test_openapi_docs_are_served(client: TestClient) -> None:

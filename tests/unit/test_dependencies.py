@@ -23,6 +23,8 @@ NEEDED_WITHOUT_IMPORT = {
     # ragas's NonLLMStringSimilarity (eval/ragas_judge.py) imports it when scoring; ragas declares it only in
     # its `all` extra, so without ours the metric fails at run time.
     "rapidfuzz": "imported by ragas's string-similarity metric at run time",
+    # Starlette's form parser (`Request.form()`, agent/web/papers.py) imports it when a multipart body arrives.
+    "python-multipart": "parses multipart uploads (POST /papers) inside Starlette",
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from paper_agent.chunking import chunk_paper
 from paper_agent.corpus import read_paths
-from paper_agent.errors import IndexBuiltWithOtherModel
+from paper_agent.errors import IndexBuiltWithOtherModel, IndexNotBuilt
 from paper_agent.index import LEGACY_EMBEDDER, Index
 from paper_agent.retrieve import Retriever
 from paper_agent.settings import IndexSettings, RetrieveSettings, Settings
@@ -92,15 +92,19 @@ def test_dense_search_ranks_papers(tmp_settings: Settings, tmp_path: Path) -> No
     assert hits[0].score > hits[1].score and hits[0].passages[0].paper_id == hits[0].paper_id
 
 
-def test_a_query_takes_known_chunks_from_the_copy_and_reads_the_others(tmp_settings: Settings, tmp_path: Path) -> None:
+def test_a_query_with_known_chunks_returns_only_those_from_the_copy(tmp_settings: Settings, tmp_path: Path) -> None:
     index = Index(tmp_settings)
     papers = {"Alpha": "alpha particles decay", "Beta": "beta blockers heart", "Gamma": "gamma rays burst"}
     _ingest(index, _write(tmp_path / "a.jsonl", papers))
     vector = HashEmbedder().embed(["alpha particles"])[0]
     read = index.query(vector, 3, HashEmbedder.name)
-    copy = {p.chunk_id: p for p in index.iter_chunks() if p.title != "Beta"}  # as if Beta came after the copy
-    assert index.query(vector, 3, HashEmbedder.name, known=copy) == read, "same chunks, texts and scores"
     assert read[0].title == "Alpha" and read[0].score > 0 and len(read) == 3
+    copy = {p.chunk_id: p for p in index.iter_chunks() if p.title != "Beta"}  # as if Beta came after the copy
+    # Beta is not in the generation the copy holds: left out, and the next nearest chunk takes its place.
+    assert index.query(vector, 3, HashEmbedder.name, known=copy) == [p for p in read if p.title != "Beta"]
+    assert index.query(vector, 1, HashEmbedder.name, known=copy) == read[:1]
+    with pytest.raises(IndexNotBuilt):  # nothing published yet, though Chroma holds chunks
+        index.query(vector, 3, HashEmbedder.name, known={})
 
 
 def test_paper_record_round_trip(tmp_settings: Settings, tmp_path: Path) -> None:
@@ -144,7 +148,7 @@ def test_ingest_with_another_model_re_embeds_everything_and_keeps_it(tmp_setting
     after = index.chunks.get(include=["documents", "metadatas"])
     assert (after["ids"], after["documents"]) == (before["ids"], before["documents"])
     assert index.built_with == WideHashEmbedder.name
-    assert {c.name for c in index.client.list_collections()} == {"papers", "papers__papers"}
+    assert {c.name for c in index.client.list_collections()} == {"papers", "papers__papers", "papers__state"}
     search = Retriever(index, WideHashEmbedder(), RetrieveSettings(mode="dense")).search
     assert search("beta decay", 1)[0].title == "Beta" and search("alpha particles", 1)[0].title == "Alpha"
 

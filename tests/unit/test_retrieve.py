@@ -114,12 +114,26 @@ def _chroma_ids(index: Index) -> set[str]:
 
 
 def test_sync_rebuilds_only_when_chroma_changed(tmp_settings: Settings, tmp_path: Path) -> None:
+    index = Index(tmp_settings)
+    papers = read_paths([_write(tmp_path / "a.jsonl", {"Alpha": "About alpha.", "Beta": "About beta."})]).papers
+    index.ingest(papers, HashEmbedder(), progress=False)
+    folder = tmp_path / "lexical"
+    assert sync_lexical(index, folder).chunk_ids == _chroma_ids(index)
+    written = (folder / "meta.json").stat().st_mtime_ns
+    assert sync_lexical(index, folder).chunk_ids == _chroma_ids(index)
+    assert (folder / "meta.json").stat().st_mtime_ns == written  # current: loaded, not rebuilt
+
+
+def test_a_reader_loads_the_snapshot_the_writer_saved(tmp_settings: Settings, tmp_path: Path) -> None:
     agent = PaperAgent(tmp_settings, embedder=HashEmbedder())
     agent.ingest([_write(tmp_path / "a.jsonl", {"Alpha": "About alpha particles.", "Beta": "About beta decay."})])
-    folder = tmp_settings.data_dir / "lexical"
+    state = agent.live.current().state
+    folder = agent.live.folder(state)
+    assert state.generation == 1 and folder.parent == tmp_settings.data_dir / "lexical"
     written = (folder / "meta.json").stat().st_mtime_ns
-    assert sync_lexical(agent.index, folder).chunk_ids == _chroma_ids(agent.index)
-    assert (folder / "meta.json").stat().st_mtime_ns == written  # current: loaded, not rebuilt
+    reader = PaperAgent(tmp_settings, embedder=HashEmbedder())
+    assert reader.lexical.chunk_ids == _chroma_ids(agent.index) and reader.live.current().state == state
+    assert (folder / "meta.json").stat().st_mtime_ns == written  # loaded, not rebuilt
 
 
 def test_reingest_keeps_lexical_and_dense_consistent(tmp_settings: Settings, tmp_path: Path) -> None:
@@ -165,8 +179,8 @@ def test_lexical_search_of_an_empty_index_says_so(tmp_settings: Settings) -> Non
 def test_damaged_index_on_disk_is_rebuilt_from_chroma(tmp_settings: Settings, tmp_path: Path) -> None:
     agent = PaperAgent(tmp_settings, embedder=HashEmbedder())
     agent.ingest([_write(tmp_path / "a.jsonl", {"Alpha": "About alpha particles."})])
-    folder = tmp_settings.data_dir / "lexical"
+    folder = agent.live.folder(agent.live.current().state)
     (folder / "chunks.jsonl").write_text("{not json")
     assert LexicalIndex.load(folder) is None
-    assert sync_lexical(agent.index, folder).query("alpha", 1)[0].title == "Alpha"
+    assert PaperAgent(tmp_settings, embedder=HashEmbedder()).lexical.query("alpha", 1)[0].title == "Alpha"
     assert LexicalIndex.load(folder) is not None  # and saved again

@@ -109,6 +109,18 @@ def test_an_undeclared_method_on_a_known_path_is_405_with_allow(tmp_path: Path, 
         assert 'status="405"' in client.get("/metrics").text
 
 
+def test_an_undeclared_path_under_the_apis_prefixes_is_404_with_the_error_body(tmp_path: Path) -> None:
+    """With the UI mounted at `/`, not the UI's own 404 body (schemathesis follows a link with an empty id to
+    `GET /papers/`). Without the UI, FastAPI's own 404 (and its redirect of `/papers/` to `/papers`) answer."""
+    agent = make_agent(tmp_path)
+    agent.settings.serve.ui = True
+    with TestClient(create_app(agent)) as client:
+        for path in ["/papers/", "/jobs/", "/v1/nothing", f"/papers/{PROP.id}/more"]:
+            got = client.get(path)
+            assert got.status_code == 404 and got.json()["error"]["code"] == 404, path
+        assert client.get("/").status_code == 200  # the UI's own paths still reach it
+
+
 def test_a_body_over_the_limit_is_413(tmp_path: Path) -> None:
     with TestClient(create_app(make_agent(tmp_path, max_request_bytes=2048))) as client:
         for path, body in [
