@@ -47,8 +47,7 @@ FEATURES: dict[str, str] = {
     "unseen_terms": "IDF-weighted share of the question's terms that no chunk of the collection contains",
     "unseen_names": "named terms of the question (acronyms, CamelCase, letters+digits, capitalised words after the "
     "first) that no chunk contains",
-    "asks_for_paper": "1 when the question asks for a paper (which method..., is there..., how can..., ...which study, "
-    "any paper, I recall a paper), else 0",
+    "asks_for_paper": "1 when the question asks for a paper (which method..., is there..., how can one...), else 0",
     "figure_missing": "1 when the question asks for a quantity and none of the top paper's closest sentences gives one",
 }
 
