@@ -170,7 +170,7 @@ def paper_routes(writer: PaperWriter) -> APIRouter:
             e415="The body, or one of its files, is of a type that cannot be read as papers.",
         ),
     )
-    async def add_papers(request: Request, wait: Wait = 0) -> JSONResponse:
+    async def add_papers(request: Request, wait: Wait = 10) -> JSONResponse:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media == "application/json":
             records = _records(await request.body())
