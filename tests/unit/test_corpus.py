@@ -9,6 +9,7 @@ import pytest
 
 from paper_agent.corpus import read_file, read_listing_page, read_paths
 from paper_agent.data import CORPUS
+from paper_agent.eval.dataset import DEFAULT_QUESTIONS
 from paper_agent.types import paper_id_for
 
 PAGES = sorted(CORPUS.glob("*.txt"))
@@ -53,7 +54,7 @@ def test_page_chrome_is_skipped() -> None:
 
 def test_public_question_set_gold_ids_resolve() -> None:
     ids = {p.id for p in read_paths([CORPUS]).papers}
-    questions = [json.loads(line) for line in (CORPUS.parents[1] / "eval/datasets/public.jsonl").open()]
+    questions = [json.loads(line) for line in DEFAULT_QUESTIONS.open()]
     assert {g for q in questions for g in q["gold_ids"]} <= ids
 
 
