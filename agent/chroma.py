@@ -1,8 +1,12 @@
 """Chroma's side of the index: the client, our cosine collections, and our nouns as Chroma records.
 
 A chunk or paper is stored with flat scalar metadata (authors as one `"; "`-joined string, a missing page left
-out rather than stored as None) and read back into `Chunk`, `Paper` or `Passage`. The content hash decides whether
-a chunk needs embedding again. `agent.index.Index` is the only caller; nothing else opens a client.
+out rather than stored as None) and read back into `Chunk`, `Paper` or `Passage`. Its text is one of those
+metadata values, not a Chroma document: Chroma indexes every document for its full-text search (SQLite trigrams),
+which this project never uses (its lexical search is BM25, agent/lexical.py) and which a local Chroma cannot be
+told to skip (the schema's FTS deletion is accepted and ignored). That index was half the cost of a write
+(bench/bench_chroma_write.py). Records written before keep their text as a document; both are read. The content
+hash decides whether a chunk needs embedding again. `agent.index.Index` is the only caller; nothing else opens a client.
 """
 
 from __future__ import annotations
@@ -93,7 +97,6 @@ def write_chunks(
         collection.upsert(
             ids=[c.id for c in batch],
             embeddings=vectors[start : start + len(batch)],
-            documents=[c.text for c in batch],
             metadatas=[chunk_metadata(c, hashes[c.id], generation) for c in batch],
         )
 
@@ -114,8 +117,12 @@ def content_hash(chunk: Chunk, embedder_name: str) -> str:
     return hashlib.sha1(key.encode("utf-8")).hexdigest()
 
 
+TEXT = "text"  # the metadata key that holds a record's text
+
+
 def chunk_metadata(chunk: Chunk, digest: str, generation: int) -> dict[str, Any]:
     meta: dict[str, Any] = {
+        TEXT: chunk.text,
         "paper_id": chunk.paper_id,
         "title": chunk.title,
         "position": chunk.position,
@@ -130,18 +137,25 @@ def chunk_metadata(chunk: Chunk, digest: str, generation: int) -> dict[str, Any]
 
 def paper_metadata(paper: Paper, n_chunks: int, generation: int) -> dict[str, Any]:
     meta = {k: v for k, v in paper.metadata().items() if v not in (None, [], "") and k != "paper_id"}
+    meta[TEXT] = paper.text
     meta["authors"] = "; ".join(paper.authors)
     meta["chunks"] = n_chunks
     meta["generation"] = generation
     return meta
 
 
-def passage_from_record(chunk_id: str, text: str, meta: dict[str, Any], score: float) -> Passage:
+def record_text(document: str | None, meta: Mapping[str, Any]) -> str:
+    """A stored record's text: its metadata's, or, for a record written before, its document."""
+    text = meta.get(TEXT)
+    return str(text) if text is not None else str(document or "")
+
+
+def passage_from_record(chunk_id: str, document: str | None, meta: dict[str, Any], score: float) -> Passage:
     return Passage(
         chunk_id=chunk_id,
         paper_id=str(meta["paper_id"]),
         title=str(meta["title"]),
-        text=text,
+        text=record_text(document, meta),
         score=float(score),
         position=int(meta.get("position", 0)),
         page=meta.get("page"),
@@ -152,24 +166,24 @@ def rescored(p: Passage, score: float) -> Passage:
     return Passage(p.chunk_id, p.paper_id, p.title, p.text, float(score), p.position, p.page)
 
 
-def chunk_from_record(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
+def chunk_from_record(chunk_id: str, document: str | None, meta: dict[str, Any]) -> Chunk:
     return Chunk(
         id=chunk_id,
         paper_id=str(meta["paper_id"]),
         title=str(meta["title"]),
         position=int(meta.get("position", 0)),
-        text=text,
+        text=record_text(document, meta),
         page=meta.get("page"),
         source=str(meta.get("source", "")),
     )
 
 
-def paper_from_record(paper_id: str, text: str, meta: dict[str, Any]) -> Paper:
+def paper_from_record(paper_id: str, document: str | None, meta: dict[str, Any]) -> Paper:
     authors = tuple(a for a in str(meta.get("authors") or "").split("; ") if a)
     return Paper(
         id=paper_id,
         title=str(meta["title"]),
-        text=text,
+        text=record_text(document, meta),
         source=str(meta.get("source", "")),
         authors=authors,
         year=meta.get("year"),

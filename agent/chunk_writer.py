@@ -51,7 +51,6 @@ class ChunkWriter:
                 self.chunk_records.upsert(
                     ids=[c.id for c in batch],
                     embeddings=embedded,
-                    documents=[c.text for c in batch],
                     metadatas=[chunk_metadata(c, hashes[c.id], generation) for c in batch],
                 )
                 vectors.update(zip((c.id for c in batch), embedded))
@@ -87,7 +86,6 @@ class ChunkWriter:
             self.paper_records.upsert(
                 ids=[p.id for p in batch],
                 embeddings=[m / (np.linalg.norm(m) or 1.0) for m in means],
-                documents=[p.text for p in batch],
                 metadatas=[paper_metadata(p, counts[p.id], generation) for p in batch],
             )
 

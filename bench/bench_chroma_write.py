@@ -1,4 +1,4 @@
-"""What a chunk's text costs Chroma's write path: the project's writes against vectors alone, on a real `chroma run`.
+"""What a chunk's text costs Chroma's write path, stored as a document or as metadata, on a real `chroma run`.
 
     .venv/bin/python bench/bench_chroma_write.py [--chunks 30000]
 
@@ -7,9 +7,10 @@ same synthetic chunks (bench/scale_data.py) go into fresh collections of one `ch
 write batches, four ways:
 
 - raw: vectors and ids only (the baseline: HNSW and the write log, nothing else);
-- metadata: plus the project's chunk metadata (`chunk_metadata`), no text;
-- project: what ingest writes (`agent.chroma.write_chunks`: vectors, text, metadata);
-- project, FTS deleted: the same, into a collection whose schema deletes the full-text index on `#document`
+- metadata, no text: plus the project's chunk metadata (`chunk_metadata`) without the text;
+- project: what ingest writes (`agent.chroma.write_chunks`: vectors and metadata, the text one of its values);
+- before: the text as Chroma documents, as the project wrote it until it measured this;
+- before, FTS deleted: the same into a collection whose schema deletes the full-text index on `#document`
   (Chroma's documented switch), to see whether a local server honours it.
 
 Each way writes into a fresh server over an empty folder, the ways interleaved `--repeat` times; the medians of
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scale import free_port, start_chroma, tree_bytes
 from scale_data import BLOCK, SyntheticCorpus
 
-from paper_agent.chroma import chunk_metadata, content_hash, open_collection, write_chunks
+from paper_agent.chroma import TEXT, chunk_metadata, content_hash, open_collection, write_chunks
 from paper_agent.settings import IndexSettings
 from paper_agent.types import Chunk
 
@@ -56,8 +57,24 @@ def metadata_only(collection: Any, chunks: list[Chunk], vectors: np.ndarray, set
         collection.upsert(
             ids=[c.id for c in batch],
             embeddings=vectors[start : start + len(batch)],
-            metadatas=[chunk_metadata(c, content_hash(c, EMBEDDER), GENERATION) for c in batch],
+            metadatas=[_without_text(chunk_metadata(c, content_hash(c, EMBEDDER), GENERATION)) for c in batch],
         )
+
+
+def as_documents(collection: Any, chunks: list[Chunk], vectors: np.ndarray, settings: IndexSettings) -> None:
+    """The text as Chroma documents, as the project wrote it before (and records written then still hold it)."""
+    for start in range(0, len(chunks), settings.write_batch_size):
+        batch = chunks[start : start + settings.write_batch_size]
+        collection.upsert(
+            ids=[c.id for c in batch],
+            embeddings=vectors[start : start + len(batch)],
+            documents=[c.text for c in batch],
+            metadatas=[_without_text(chunk_metadata(c, content_hash(c, EMBEDDER), GENERATION)) for c in batch],
+        )
+
+
+def _without_text(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in meta.items() if k != TEXT}
 
 
 def project(collection: Any, chunks: list[Chunk], vectors: np.ndarray, settings: IndexSettings) -> None:
@@ -84,8 +101,9 @@ Write = Callable[[Any, list[Chunk], np.ndarray, IndexSettings], None]
 WAYS: list[tuple[str, Write, bool]] = [  # (name, write, FTS deleted in the schema)
     ("raw: vectors only", raw, False),
     ("metadata, no text", metadata_only, False),
-    ("project: vectors, text, metadata", project, False),
-    ("project, schema deletes FTS", project, True),
+    ("project: text in the metadata", project, False),
+    ("before: text as documents", as_documents, False),
+    ("before, schema deletes FTS", as_documents, True),
 ]
 
 

@@ -140,13 +140,12 @@ def test_ingest_with_another_model_re_embeds_everything_and_keeps_it(tmp_setting
     index = Index(tmp_settings)
     _ingest(index, _write(tmp_path / "a.jsonl", {"Alpha": "About alpha particles."}))
     _ingest(index, _write(tmp_path / "b.jsonl", {"Beta": "About beta decay."}))
-    before = index.chunks.get(include=["documents", "metadatas"])
+    before = {p.chunk_id: p.text for p in index.iter_chunks()}
     stats = index.ingest(read_paths([tmp_path / "a.jsonl"]).papers, WideHashEmbedder(), progress=False)
     # Beta came from another file, but its 64-dimensional vector cannot stay beside 96-dimensional ones:
     # it is re-embedded from what the index stores, not dropped.
     assert stats.embedded == 0 and index.stats() == {"papers": 2, "chunks": 2}
-    after = index.chunks.get(include=["documents", "metadatas"])
-    assert (after["ids"], after["documents"]) == (before["ids"], before["documents"])
+    assert {p.chunk_id: p.text for p in index.iter_chunks()} == before
     assert index.built_with == WideHashEmbedder.name
     assert {c.name for c in index.client.list_collections()} == {"papers", "papers__papers", "papers__state"}
     search = Retriever(index, WideHashEmbedder(), RetrieveSettings(mode="dense")).search
@@ -196,3 +195,24 @@ def test_hnsw_build_parameters_reach_the_collection(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, index=IndexSettings(hnsw_ef_construction=64, hnsw_max_neighbors=24))
     hnsw = Index(settings).chunks.configuration_json["hnsw"]
     assert (hnsw["ef_construction"], hnsw["max_neighbors"], hnsw["ef_search"]) == (64, 24, 1000)
+
+
+def test_texts_are_stored_outside_chromas_full_text_index_and_older_records_still_read(
+    tmp_settings: Settings, tmp_path: Path
+) -> None:
+    index = Index(tmp_settings)
+    _ingest(index, _write(tmp_path / "a.jsonl", {"Alpha": "About alpha particles."}))
+    chunks = index.chunks.get(include=["documents"])
+    papers = index.papers.get(include=["documents"])
+    assert chunks["documents"] == [None] and papers["documents"] == [None]  # nothing for Chroma's FTS to index
+    assert [p.text for p in index.iter_chunks()] == ["About alpha particles."]
+    paper_id = paper_id_for("Alpha")
+    assert (stored := index.get_paper(paper_id)) is not None and stored.text == "About alpha particles."
+    # A chunk written before texts moved into the metadata holds its text as the document: it reads the same.
+    index.chunks.add(
+        ids=["old:0"],
+        embeddings=[HashEmbedder().embed(["older"])[0]],
+        documents=["An older chunk."],
+        metadatas=[{"paper_id": "old", "title": "Old", "position": 0, "source": "s", "hash": "h", "generation": 1}],
+    )
+    assert {p.chunk_id: p.text for p in index.iter_chunks()}["old:0"] == "An older chunk."
