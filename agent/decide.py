@@ -26,7 +26,7 @@ from typing import Any
 from paper_agent.errors import AgentError
 from paper_agent.lexical import LexicalIndex
 from paper_agent.settings import AnswerSettings
-from paper_agent.signals import FEATURES, Evidence, absent_names, signals, term_coverage
+from paper_agent.signals import FEATURES, Evidence, absent_names, asks_for_paper, signals, term_coverage
 from paper_agent.sources import Source
 from paper_agent.types import PaperHit, Passage
 from paper_agent.verify import asks_for_figure, gives_new_figure
@@ -34,6 +34,18 @@ from paper_agent.verify import asks_for_figure, gives_new_figure
 CALIBRATION = "answerability.json"
 QUOTED = 2  # sentences quoted from each chosen paper: on the development set (scored by cosine alone, best chunk
 # only) the best sentence was a labelled answering one for 48% of questions and the best two for 69%
+
+# A sentence stating the paper's own contribution: "we propose/present/introduce/develop/design ...", "this paper
+# presents ...", "in this work, we ...", "here we ...". An abstract names what it contributes in such a sentence
+# (the cue phrases of argumentative zoning's "own contribution" move), and a question asking *for* a paper is asking
+# for exactly that; a sentence that is merely *about* the question's topic (motivation, background, the problem)
+# is closer to it by cosine and terms, so the ranking alone quotes the problem and misses the answer.
+_CONTRIBUTION = re.compile(
+    r"\b(?:we|this (?:paper|work|study|article)|our (?:paper|work|method|approach))\b(?:\s+\w+){0,3}?\s+"
+    r"(?:propose|present|introduce|develop|design|devise|call|term|dub)\w*\b"
+    r"|\b(?:in this (?:paper|work|study)|here)\s*,?\s*we\b",
+    re.IGNORECASE,
+)
 
 # "Which papers ...", "what works ...", "how do they differ": a question that asks for several papers.
 _SEVERAL = re.compile(
@@ -146,13 +158,20 @@ def asks_for_several(question: str) -> bool:
     return bool(_SEVERAL.search(question))
 
 
+def states_contribution(sentence: str) -> bool:
+    """Whether the sentence states the paper's own contribution ("we propose ...", "in this work, we ...")."""
+    return bool(_CONTRIBUTION.search(sentence))
+
+
 def answering_sentences(
     question: str, sentences: Sequence[str], scores: Sequence[float], lexical: LexicalIndex
 ) -> tuple[str, ...] | None:
     """The QUOTED sentences that best answer the question, in passage order; for a quantity question the best must
     give a new figure (None when none does). A sentence scores its cosine to the
     question plus the IDF-weighted share of the question's terms it contains: the cosine alone prefers a sentence
-    that is about the same thing, the terms one that says the thing asked."""
+    that is about the same thing, the terms one that says the thing asked. A question that asks for a paper is
+    answered by what the paper contributes: when none of the picks states it, the best-scoring sentence that does
+    takes the last place."""
     ranked = sorted(
         (
             (cosine + term_coverage(question, sentence, lexical), i)
@@ -165,6 +184,10 @@ def answering_sentences(
     if best is None:
         return None
     picked = [best[1], *(i for _, i in ranked if i != best[1])][:QUOTED]
+    if asks_for_paper(question) and not any(states_contribution(sentences[i]) for i in picked):
+        contribution = next((i for _, i in ranked if states_contribution(sentences[i])), None)
+        if contribution is not None:
+            picked[-1] = contribution
     return tuple(sentences[i] for i in sorted(picked))
 
 

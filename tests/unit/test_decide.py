@@ -16,6 +16,7 @@ from paper_agent.decide import (
     decide,
     load_calibration,
     read_signals,
+    states_contribution,
 )
 from paper_agent.errors import AgentError
 from paper_agent.lexical import LexicalIndex
@@ -196,3 +197,42 @@ def test_answering_sentences_prefers_the_sentence_that_says_what_is_asked() -> N
     found = answering_sentences("trained offline synthetic prior", sentences, [0.5, 0.4], LEXICAL)
     assert found == tuple(sentences)  # both quoted, in passage order
     assert answering_sentences("How many GPUs?", sentences, [0.5, 0.4], LEXICAL) is None
+
+
+def test_a_contribution_sentence_is_recognised_by_its_cue_phrase() -> None:
+    assert states_contribution("We present TabPFN, a trained Transformer for small tabular datasets.")
+    assert states_contribution("In this work, we study how transformers generalise.")
+    assert states_contribution("This paper introduces a benchmark for tabular data.")
+    assert states_contribution("To address this, we propose a simple method.")
+    assert not states_contribution("Prior methods propose heavy pipelines.")
+    assert not states_contribution("Tabular data is hard for deep learning.")
+
+
+BACKGROUND = [
+    "Small tabular classification problems are hard for transformers.",
+    "Deep transformers rarely win small tabular classification problems.",
+    "We introduce TabPFN.",
+    "It is trained offline.",
+]
+
+
+def test_a_question_asking_for_a_paper_quotes_what_the_paper_contributes() -> None:
+    # The two background sentences lead by cosine and terms; the question asks *for* a paper, whose answer is
+    # the sentence that names the contribution: it takes the second place.
+    question = "Which transformer solves small tabular classification problems?"
+    found = answering_sentences(question, BACKGROUND, [0.6, 0.55, 0.3, 0.2], LEXICAL)
+    assert found == (BACKGROUND[0], BACKGROUND[2])
+
+
+def test_a_question_about_a_paper_keeps_the_ranking() -> None:
+    question = "What does TabPFN do on small tabular classification problems?"
+    assert not asks_for_paper(question)
+    found = answering_sentences(question, BACKGROUND, [0.6, 0.55, 0.3, 0.2], LEXICAL)
+    assert found is not None and BACKGROUND[0] in found and BACKGROUND[2] not in found
+
+
+def test_a_contribution_already_quoted_is_not_replaced() -> None:
+    sentences = ["We present TabPFN for small tabular classification.", *BACKGROUND[:2]]
+    question = "Which transformer solves small tabular classification problems?"
+    found = answering_sentences(question, sentences, [0.6, 0.55, 0.5], LEXICAL)
+    assert found is not None and sentences[0] in found and len(found) == 2
