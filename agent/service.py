@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -73,6 +74,11 @@ class PaperAgent:
         if embed == sentence_settings(embed.device):
             return self.embedder
         return SentenceTransformerEmbedder(sentence_settings(embed.device))
+
+    @cached_property
+    def _beside_search(self) -> ThreadPoolExecutor:
+        """One thread that embeds a question with the sentence model while the search runs on the caller's."""
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentence-query")
 
     @cached_property
     def index(self) -> Index:
@@ -217,12 +223,25 @@ class PaperAgent:
         settings = self.settings.answer
         clock = time.perf_counter()
         timings = {} if timings is None else timings
+        # The sentence model's view of the question does not depend on the search: it is embedded on the other core
+        # meanwhile (both models release the GIL), which takes it off the time to the first token.
+        sentence_model = self.sentence_embedder
+        asked = (
+            self._beside_search.submit(sentence_model.embed, [question])
+            if sentence_model is not self.embedder
+            else None
+        )
         hits = [hit for hit in self.search(question, top_k or settings.max_passages) if hit.passages]
         timings["retrieval_ms"] = _ms(clock)
         clock = time.perf_counter()
         passages = [evidence_passage(hit) for hit in hits]
         sources = prepare_sources(
-            question, passages, self.sentence_embedder, settings.max_passage_tokens, self.index.sentences
+            question,
+            passages,
+            sentence_model,
+            settings.max_passage_tokens,
+            self.index.sentences,
+            question_vector=asked.result()[0] if asked is not None else None,
         )
         timings["select_ms"] = _ms(clock)
         return hits, sources

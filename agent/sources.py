@@ -69,18 +69,23 @@ def prepare_sources(
     embedder: Embedder,
     budget_tokens: int,
     stored: SentenceVectors | None = None,
+    question_vector: np.ndarray | None = None,
 ) -> list[Source]:
     """Number the passages and pick, for each, the sentences closest to the question within `budget_tokens`.
 
-    Sentence vectors come from `stored` where it has them; the question and the rest are embedded, in one call."""
+    Sentence vectors come from `stored` where it has them; the rest, and the question unless `question_vector` is
+    its vector already, are embedded in one call."""
     splits = [passage_sentences(p.text) for p in passages]
     flat = [s for ss in splits for s in ss]
     known = stored.vectors(flat, embedder.name) if stored is not None else {}
     missing = list(dict.fromkeys(s for s in flat if s not in known))
-    vectors = embedder.embed([question, *missing])
-    table = {**known, **dict(zip(missing, vectors[1:]))}
-    matrix = np.stack([table[s] for s in flat]) if flat else vectors[:0]
-    cosines = matrix @ vectors[0]
+    texts = missing if question_vector is not None else [question, *missing]
+    vectors = embedder.embed(texts) if texts else np.zeros((0, 0), dtype=np.float32)
+    if question_vector is None:
+        question_vector, vectors = vectors[0], vectors[1:]
+    table = {**known, **dict(zip(missing, vectors))}
+    matrix = np.stack([table[s] for s in flat]) if flat else np.zeros((0, len(question_vector)), dtype=np.float32)
+    cosines = matrix @ question_vector
     sources, offset = [], 0
     for number, (passage, sentences) in enumerate(zip(passages, splits), start=1):
         scores = tuple(float(x) for x in cosines[offset : offset + len(sentences)])

@@ -88,6 +88,21 @@ def test_a_sentence_the_store_lacks_is_embedded_with_the_question(ingested: tupl
     assert sources[0].sentence_scores == prepare_sources("alpha?", [new], Recording(), 100)[0].sentence_scores
 
 
+def test_a_question_embedded_beside_the_search_is_not_embedded_again(ingested: tuple[Index, Recording]) -> None:
+    index, embedder = ingested
+    question = "How fast are sparse attention kernels?"
+    passages = _evidence(index)
+    whole = prepare_sources(question, passages, Recording(), 100)
+    embedder.embedded.clear()
+    given = prepare_sources(
+        question, passages, embedder, 100, index.sentences, question_vector=Recording().embed([question])[0]
+    )
+    assert embedder.embedded == []  # every sentence stored, the question given: the model is not called
+    assert [(s.sentences, s.shown) for s in given] == [(s.sentences, s.shown) for s in whole]
+    for a, b in zip(given, whole):
+        assert np.allclose(a.sentence_scores, b.sentence_scores, rtol=0, atol=1e-6)
+
+
 def test_another_models_vectors_are_never_taken(ingested: tuple[Index, Recording]) -> None:
     index, _ = ingested
     assert index.sentences.vectors(["About alpha particles."], "hash-embedder")
