@@ -211,6 +211,7 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8")
     parser.add_argument("--batch", type=int, default=None, help="write batch size (default: the setting)")
     parser.add_argument("--writers", type=int, default=None, help="writes in flight (default: the setting)")
+    parser.add_argument("--ef-construction", type=int, default=None, help="HNSW build breadth (default: the setting)")
     parser.add_argument("--group", type=int, default=20, help="blocks of 1,000 chunks generated per write call")
     parser.add_argument("--ingest-only", action="store_true", help="measure the writes only (settings sweeps)")
     parser.add_argument("--recall-only", type=Path, default=None, help="a Chroma folder this bench filled (--chunks N)")
@@ -220,7 +221,11 @@ def main() -> None:
     sizes = [int(s) for s in args.chunks.split(",")]
     args.clients = [int(c) for c in args.clients.split(",")]
     base = IndexSettings()
-    overrides = {"write_batch_size": args.batch or base.write_batch_size, "writers": args.writers or base.writers}
+    overrides = {
+        "write_batch_size": args.batch or base.write_batch_size,
+        "writers": args.writers or base.writers,
+        "hnsw_ef_construction": args.ef_construction or base.hnsw_ef_construction,
+    }
     args.ef = [int(e) for e in args.ef.split(",")] if args.ef else [base.hnsw_ef_search]
     args.out.mkdir(parents=True, exist_ok=True)
     if args.recall_only:
