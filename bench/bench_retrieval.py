@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from paper_agent import offline  # noqa: F401  (offline environment first)
+from paper_agent.chroma import record_text
 from paper_agent.eval.dataset import DEFAULT_QUESTIONS
 from paper_agent.eval.metrics import percentile, retrieval_scores
 from paper_agent.llm_server import ensure_server
@@ -104,7 +105,7 @@ def _timed(search: Search, times: list[float]) -> Search:
 def _paper_vector_baseline(paper_agent: PaperAgent) -> Search:
     """all-MiniLM-L6-v2 over title + abstract, one vector per paper, brute-force cosine."""
     got = paper_agent.index.papers.get(include=["documents", "metadatas"])
-    texts = [f"{meta['title']}\n{doc}" for doc, meta in zip(got["documents"], got["metadatas"])]
+    texts = [f"{meta['title']}\n{record_text(doc, meta)}" for doc, meta in zip(got["documents"], got["metadatas"])]
     ids = np.array(got["ids"])
     minilm = paper_agent.sentence_embedder
     vectors = minilm.embed(texts)
