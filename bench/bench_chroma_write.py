@@ -43,38 +43,25 @@ from paper_agent.types import Chunk
 
 EMBEDDER = "all-mpnet-base-v2+onnx"
 GENERATION = 1
+Write = Callable[[Any, list[Chunk], np.ndarray, IndexSettings], None]
 
 
-def raw(collection: Any, chunks: list[Chunk], vectors: np.ndarray, settings: IndexSettings) -> None:
-    for start in range(0, len(chunks), settings.write_batch_size):
-        batch = chunks[start : start + settings.write_batch_size]
-        collection.upsert(ids=[c.id for c in batch], embeddings=vectors[start : start + len(batch)])
+def plain(*, metadata: bool, documents: bool) -> Write:
+    """A write in the project's batches of the vectors and only the fields named: the chunk metadata without its
+    text, and the text as Chroma documents (as the project wrote it before; records written then still hold it)."""
 
+    def write(collection: Any, chunks: list[Chunk], vectors: np.ndarray, settings: IndexSettings) -> None:
+        for start in range(0, len(chunks), settings.write_batch_size):
+            batch = chunks[start : start + settings.write_batch_size]
+            fields: dict[str, Any] = {}
+            if metadata:
+                metas = [chunk_metadata(c, content_hash(c, EMBEDDER), GENERATION) for c in batch]
+                fields["metadatas"] = [{k: v for k, v in m.items() if k != TEXT} for m in metas]
+            if documents:
+                fields["documents"] = [c.text for c in batch]
+            collection.upsert(ids=[c.id for c in batch], embeddings=vectors[start : start + len(batch)], **fields)
 
-def metadata_only(collection: Any, chunks: list[Chunk], vectors: np.ndarray, settings: IndexSettings) -> None:
-    for start in range(0, len(chunks), settings.write_batch_size):
-        batch = chunks[start : start + settings.write_batch_size]
-        collection.upsert(
-            ids=[c.id for c in batch],
-            embeddings=vectors[start : start + len(batch)],
-            metadatas=[_without_text(chunk_metadata(c, content_hash(c, EMBEDDER), GENERATION)) for c in batch],
-        )
-
-
-def as_documents(collection: Any, chunks: list[Chunk], vectors: np.ndarray, settings: IndexSettings) -> None:
-    """The text as Chroma documents, as the project wrote it before (and records written then still hold it)."""
-    for start in range(0, len(chunks), settings.write_batch_size):
-        batch = chunks[start : start + settings.write_batch_size]
-        collection.upsert(
-            ids=[c.id for c in batch],
-            embeddings=vectors[start : start + len(batch)],
-            documents=[c.text for c in batch],
-            metadatas=[_without_text(chunk_metadata(c, content_hash(c, EMBEDDER), GENERATION)) for c in batch],
-        )
-
-
-def _without_text(meta: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in meta.items() if k != TEXT}
+    return write
 
 
 def project(collection: Any, chunks: list[Chunk], vectors: np.ndarray, settings: IndexSettings) -> None:
@@ -97,13 +84,12 @@ def fts_deleted_collection(client: Any, name: str, settings: IndexSettings) -> A
     return client.create_collection(name, schema=schema, embedding_function=None)
 
 
-Write = Callable[[Any, list[Chunk], np.ndarray, IndexSettings], None]
 WAYS: list[tuple[str, Write, bool]] = [  # (name, write, FTS deleted in the schema)
-    ("raw: vectors only", raw, False),
-    ("metadata, no text", metadata_only, False),
+    ("raw: vectors only", plain(metadata=False, documents=False), False),
+    ("metadata, no text", plain(metadata=True, documents=False), False),
     ("project: text in the metadata", project, False),
-    ("before: text as documents", as_documents, False),
-    ("before, schema deletes FTS", as_documents, True),
+    ("before: text as documents", plain(metadata=True, documents=True), False),
+    ("before, schema deletes FTS", plain(metadata=True, documents=True), True),
 ]
 
 
