@@ -4,7 +4,7 @@ A chunk or paper is stored with flat scalar metadata (authors as one `"; "`-join
 out rather than stored as None) and read back into `Chunk`, `Paper` or `Passage`. Its text is one of those
 metadata values, not a Chroma document: Chroma indexes every document for its full-text search (SQLite trigrams),
 which this project never uses (its lexical search is BM25, agent/lexical.py) and which a local Chroma cannot be
-told to skip (the schema's FTS deletion is accepted and ignored). That index was half the cost of a write
+told to skip (the schema's FTS deletion is accepted and ignored). With it, writes took 1.5 times as long
 (bench/bench_chroma_write.py). Records written before keep their text as a document; both are read. The content
 hash decides whether a chunk needs embedding again. `agent.index.Index` is the only caller; nothing else opens a client.
 """
