@@ -212,6 +212,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="write batch size (default: the setting)")
     parser.add_argument("--writers", type=int, default=None, help="writes in flight (default: the setting)")
     parser.add_argument("--ef-construction", type=int, default=None, help="HNSW build breadth (default: the setting)")
+    parser.add_argument("--max-neighbors", type=int, default=None, help="HNSW links a node (default: the setting)")
     parser.add_argument("--group", type=int, default=20, help="blocks of 1,000 chunks generated per write call")
     parser.add_argument("--ingest-only", action="store_true", help="measure the writes only (settings sweeps)")
     parser.add_argument("--recall-only", type=Path, default=None, help="a Chroma folder this bench filled (--chunks N)")
@@ -225,6 +226,7 @@ def main() -> None:
         "write_batch_size": args.batch or base.write_batch_size,
         "writers": args.writers or base.writers,
         "hnsw_ef_construction": args.ef_construction or base.hnsw_ef_construction,
+        "hnsw_max_neighbors": args.max_neighbors or base.hnsw_max_neighbors,
     }
     args.ef = [int(e) for e in args.ef.split(",")] if args.ef else [base.hnsw_ef_search]
     args.out.mkdir(parents=True, exist_ok=True)
