@@ -132,9 +132,9 @@ def fingerprint(settings: EmbedSettings) -> str | None:
         return None
     if settings.backend == "torch":
         return f"sentence-transformers/torch; weights sha256:{MPNET_SHA256}"
-    from paper_agent.onnx_embed import RECIPE
+    from paper_agent.onnx_embed import RECIPES
 
-    return f"onnxruntime/{settings.backend} ({RECIPE}); weights sha256:{MPNET_SHA256}"
+    return f"onnxruntime/{settings.backend} ({RECIPES[settings.backend]}); weights sha256:{MPNET_SHA256}"
 
 
 def sentence_settings(device: str = "cpu") -> EmbedSettings:

@@ -73,6 +73,19 @@ def test_int8_vectors_stay_close_and_the_ffn_output_stays_fp32(tiny_model: Path,
     assert not any("/output/dense" in name and "attention" not in name for name in chosen)
 
 
+def test_int8_weights_use_seven_bits_so_cpus_without_vnni_cannot_saturate(tiny_model: Path, tmp_path: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    embedder(tiny_model, "onnx-int8", tmp_path)
+    graph = onnx.load(str(next(tmp_path.iterdir()) / FILES["onnx-int8"])).graph
+    int8 = [numpy_helper.to_array(i) for i in graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    weights = [w for w in int8 if w.ndim == 2]  # the rest are their zero points
+    assert len(weights) == 2 * 5  # every quantized MatMul's weight
+    # uint8 x int8 pairs summed in 16 bits (VPMADDUBSW): 2 * 255 * 64 < 32768, where 2 * 255 * 127 is not
+    assert all(np.abs(w.astype(np.int32)).max() <= 64 for w in weights)
+
+
 def test_an_export_is_made_once_and_checked_against_its_recorded_hash(tiny_model: Path, tmp_path: Path) -> None:
     weights = sha256_of(tiny_model / "model.safetensors")
     path = exported(tiny_model, "onnx", weights, tmp_path)
