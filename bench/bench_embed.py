@@ -22,11 +22,11 @@ from functools import partial
 import numpy as np
 
 from paper_agent import offline  # noqa: F401  (offline environment first)
+from paper_agent.chunking import chunk_paper, embedding_text
 from paper_agent.corpus import read_paths
 from paper_agent.data import CORPUS
 from paper_agent.embed import Embedder, make_embedder, use_threads
 from paper_agent.eval.dataset import DEFAULT_QUESTIONS
-from paper_agent.index import chunk_paper, embedding_text
 from paper_agent.settings import EmbedSettings, IndexSettings
 
 QUESTIONS = DEFAULT_QUESTIONS

@@ -19,10 +19,11 @@ from functools import partial
 from pathlib import Path
 
 from paper_agent import offline  # noqa: F401  (offline environment first)
+from paper_agent.chunking import chunk_paper, embedding_text
 from paper_agent.corpus import read_paths
 from paper_agent.data import CORPUS
 from paper_agent.embed import Embedder, make_embedder
-from paper_agent.index import Index, chunk_paper, embedding_text
+from paper_agent.index import Index
 from paper_agent.settings import EmbedSettings, Settings
 
 
