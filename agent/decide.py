@@ -4,9 +4,10 @@ One stage with one typed result (`Decision`) that the answer stage, the API and 
 after retrieval and before the model, so a refusal never waits for a model and a quote never comes from a paper the
 decision rejected:
 
-1. The signals (agent/signals.py) go through a logistic model fitted on the development set by
-   `paper-agent calibrate` (agent/answerability.json); below `answer.min_answerability`: refuse, saying why (and
-   which named terms, if any, no paper mentions).
+1. A question asking for the paper that introduces a name no paper mentions ("which paper proposes Medusa") is
+   refused by rule. Otherwise the signals (agent/signals.py) go through a logistic model fitted on the development
+   set by `paper-agent calibrate` (agent/answerability.json); below `answer.min_answerability`: refuse, saying why
+   (which named terms, if any, no paper mentions, or the closest paper does not).
 2. Otherwise the top paper is chosen, with every other paper within `answer.close_margin` of it (a question about
    several papers, or two papers too close to call, names them all, ranked), each with the sentences that answer.
 """
@@ -26,7 +27,16 @@ from typing import Any
 from paper_agent.errors import AgentError
 from paper_agent.lexical import LexicalIndex
 from paper_agent.settings import AnswerSettings
-from paper_agent.signals import FEATURES, Evidence, absent_names, asks_for_paper, signals, term_coverage
+from paper_agent.signals import (
+    FEATURES,
+    Evidence,
+    absent_names,
+    asks_for_paper,
+    introduced_absent,
+    names_lacking,
+    signals,
+    term_coverage,
+)
 from paper_agent.sources import Source
 from paper_agent.types import PaperHit, Passage
 from paper_agent.verify import asks_for_figure, gives_new_figure
@@ -127,7 +137,8 @@ class Chosen:
 @dataclass(frozen=True)
 class Decision:
     answerable: bool
-    score: float  # P(the collection answers the question), from the calibrated model; 0 when nothing was found
+    score: float  # P(the collection answers the question), from the calibrated model; 0 when nothing was found or
+    # a rule refused it
     threshold: float
     reason: str
     chosen: tuple[Chosen, ...] = ()  # the papers the answer may cite, best first; empty when refused
@@ -207,11 +218,21 @@ def decide(
         return Decision(False, 0.0, threshold, "the search found no paper")
     values = read_signals(question, hits, sources, lexical)
     score = calibration.probability(values)
+    introduced = introduced_absent(question, lexical)
+    if introduced:  # a rule, not a weight: the paper that introduces a name writes it, and no paper here does
+        reason = (
+            f"the question asks for the paper that introduces {', '.join(introduced)}, which no paper mentions "
+            f"(the model alone: answerability {score:.2f})"
+        )
+        return Decision(False, 0.0, threshold, reason, closest=closest, signals=values)
     if score < threshold:
         missing = absent_names(question, lexical)
         reason = f"answerability {score:.2f} is below {threshold}"
         if missing:
             reason += f"; no paper in the collection mentions {', '.join(missing)}"
+        lacking = names_lacking(question, top_evidence(hits, sources).top_text, lexical)
+        if lacking:
+            reason += f"; the closest paper does not mention {', '.join(lacking)}"
         return Decision(False, score, threshold, reason, closest=closest, signals=values)
     chosen = choose(question, hits, sources, lexical, settings)
     if not chosen:
@@ -224,9 +245,13 @@ def read_signals(
     question: str, hits: Sequence[PaperHit], sources: Sequence[Source], lexical: LexicalIndex
 ) -> dict[str, float]:
     """The signals of agent/signals.py for the top paper (`hits` and `sources` as `decide` takes them)."""
+    return signals(question, top_evidence(hits, sources), lexical)
+
+
+def top_evidence(hits: Sequence[PaperHit], sources: Sequence[Source]) -> Evidence:
+    """What the signals read of the top paper: its title and matched text, and its sentences scored."""
     top, first = hits[0], sources[0]
-    evidence = Evidence(top, f"{top.title} {first.passage.text}", first.sentences, first.sentence_scores)
-    return signals(question, evidence, lexical)
+    return Evidence(top, f"{top.title} {first.passage.text}", first.sentences, first.sentence_scores)
 
 
 def choose(

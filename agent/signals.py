@@ -6,8 +6,10 @@ and it failed both ways. Paraphrased lookups match a whole contribution, not one
 Out-of-collection near-misses match a neighbouring topic but miss its rare or named terms (`unseen_terms`,
 `unseen_names`), and dense encoders blur exactly those terms. A question about a paper that is there but asking
 what it does not cover names a setting or attribute the paper lacks (`missing_idf`), which a lookup, paraphrasing
-away from its paper's words, must not be held to (`asks_for_paper`). A figure question whose paper gives no figure
-is a known miss of its own (`figure_missing`).
+away from its paper's words, must not be held to (`asks_for_paper`). A paraphrase can replace words but not names:
+a dataset, model or benchmark that the collection knows but the top paper never mentions says the question is about
+another paper or a setting this one does not cover, whichever way the question is asked (`names_missing`). A figure
+question whose paper gives no figure is a known miss of its own (`figure_missing`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ DIRECTION = {  # +1: a higher value means more likely answerable; -1: less; 0: n
     "missing_idf": -1,
     "unseen_terms": -1,
     "unseen_names": -1,
+    "names_missing": -1,
     "asks_for_paper": 0,
     "figure_missing": -1,
 }
@@ -41,6 +44,8 @@ FEATURES: dict[str, str] = {
     "unseen_terms": "IDF-weighted share of the question's terms that no chunk of the collection contains",
     "unseen_names": "named terms of the question (acronyms, CamelCase, letters+digits, capitalised words after the "
     "first) that no chunk contains",
+    "names_missing": "IDF of the question's named terms that the collection has but the top paper lacks, summed "
+    "(each name by its rarest missing term)",
     "asks_for_paper": "1 when the question asks for a paper (which method..., is there..., how can one...), else 0",
     "figure_missing": "1 when the question asks for a quantity and none of the top paper's closest sentences gives one",
 }
@@ -50,6 +55,10 @@ FEATURES: dict[str, str] = {
 # "Chinese") are in the collection anyway, so only a name the collection never mentions counts against a question.
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-./+]*[A-Za-z0-9+]|[A-Za-z0-9]")
 _NAME = re.compile(r"[a-z0-9].*[A-Z]|[A-Z]{2,}|^[A-Z]|(?=.*[A-Za-z])(?=.*\d)")
+# "proposes Medusa", "introduced SwAV's", "a method called Hyena": the name a paper gives what it contributes.
+_INTRODUCES = re.compile(
+    r"\b(?:propos|introduc|present|describ|releas|call|nam|dub|coin)\w*\s+(?:the\s+|a\s+|an\s+)?([A-Z][\w\-.+]*)"
+)
 FIGURE_SENTENCES = 3  # how many of the top paper's closest sentences may give the figure a question asks for
 MISSING_TERMS = 2  # the rarest missing terms `missing_idf` sums: a swapped setting or attribute is one or two words
 
@@ -139,6 +148,28 @@ def absent_names(question: str, lexical: LexicalIndex) -> list[str]:
     return [t for t in named_terms(question) if any(lexical.document_frequency(w) == 0 for w in lexical.analyze(t))]
 
 
+def names_lacking(question: str, paper_text: str, lexical: LexicalIndex) -> dict[str, float]:
+    """The question's named terms that the collection mentions but `paper_text` does not, each with the IDF of its
+    rarest term the paper lacks (a name the whole collection lacks is `absent_names`'s, not this)."""
+    n = len(lexical)
+    present = set(lexical.analyze(paper_text))
+    lacking = {}
+    for name in named_terms(question):
+        terms = lexical.analyze(name)
+        missing = [t for t in terms if t not in present]
+        if missing and all(lexical.document_frequency(t) for t in terms):
+            lacking[name] = max(idf(lexical.document_frequency(t), n) for t in missing)
+    return lacking
+
+
+def introduced_absent(question: str, lexical: LexicalIndex) -> list[str]:
+    """Names the question asks about as what a paper proposes, introduces or calls something ("which paper
+    introduced ControlNet"), when the collection never mentions them: a paper that introduces a name writes it,
+    so the paper asked for is not in the collection."""
+    absent = set(absent_names(question, lexical))
+    return [name for name in _INTRODUCES.findall(question) if name in absent]
+
+
 def figure_missing(question: str, sentences: Sequence[str], scores: Sequence[float]) -> bool:
     """A quantity question whose closest sentences give no figure beyond those the question states."""
     if not asks_for_figure(question):
@@ -158,6 +189,7 @@ def signals(question: str, evidence: Evidence, lexical: LexicalIndex) -> dict[st
         "missing_idf": missing_idf(question, evidence.top_text, lexical) if about_a_paper else 0.0,
         "unseen_terms": unseen_terms(question, lexical),
         "unseen_names": float(len(absent_names(question, lexical))),
+        "names_missing": sum(names_lacking(question, evidence.top_text, lexical).values()),
         "asks_for_paper": float(not about_a_paper),
         "figure_missing": float(figure_missing(question, evidence.sentences, evidence.sentence_scores)),
     }

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from paper_agent.decide import Calibration, choose, read_signals
 from paper_agent.eval.dataset import Question
 from paper_agent.service import PaperAgent
-from paper_agent.signals import DIRECTION, FEATURES
+from paper_agent.signals import DIRECTION, FEATURES, introduced_absent
 
 C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
 FOLDS = 5
@@ -39,6 +39,7 @@ class Row:
     signals: dict[str, float]
     gold_first: bool  # the top-ranked paper is a gold paper
     gold_chosen: bool  # a paper the decision would name is a gold paper
+    ruled_out: bool = False  # refused by rule whatever the model says (`signals.introduced_absent`)
 
     @property
     def label(self) -> int:
@@ -54,7 +55,8 @@ def collect(agent: PaperAgent, questions: Sequence[Question], progress: bool = T
         values = read_signals(q.question, hits, sources, agent.lexical) if hits else dict.fromkeys(FEATURES, 0.0)
         chosen = {c.hit.paper_id for c in choose(q.question, hits, sources, agent.lexical, settings)} if hits else set()
         gold = set(q.gold_ids)
-        rows.append(Row(q, values, bool(hits) and hits[0].paper_id in gold, bool(chosen & gold)))
+        ruled_out = bool(introduced_absent(q.question, agent.lexical))
+        rows.append(Row(q, values, bool(hits) and hits[0].paper_id in gold, bool(chosen & gold), ruled_out))
     return rows
 
 
@@ -86,7 +88,7 @@ def utility(rows: Sequence[Row], p: np.ndarray, threshold: float) -> float:
     """Mean of +1 (answered, citing a gold paper), 0 (refused), -1 (answered otherwise) over the questions."""
     total = 0
     for r, score in zip(rows, p):
-        if score < threshold:
+        if score < threshold or r.ruled_out:
             continue
         total += 1 if r.gold_chosen else -1
     return total / len(rows)
@@ -157,7 +159,7 @@ def outcomes(rows: Sequence[Row], p: Sequence[float], threshold: float) -> dict[
     """By question type (and unanswerable kind): how often it is answered right, refused, and answered wrong."""
     by: dict[str, list[str]] = {}
     for r, score in zip(rows, p):
-        answered = score >= threshold
+        answered = score >= threshold and not r.ruled_out
         result = "refused" if not answered else "right" if r.gold_chosen else "wrong"
         by.setdefault(r.question.type, []).append(result)
         if r.question.kind:

@@ -26,8 +26,10 @@ from paper_agent.signals import (
     absent_names,
     asks_for_paper,
     figure_missing,
+    introduced_absent,
     missing_idf,
     named_terms,
+    names_lacking,
     term_coverage,
     unseen_terms,
 )
@@ -67,6 +69,21 @@ def test_named_terms_are_acronyms_camel_case_letters_with_digits_and_capitalised
 def test_a_named_term_no_chunk_contains_is_absent_and_one_the_collection_has_is_not() -> None:
     assert absent_names("What speed-up does Medusa report over DINOv2?", LEXICAL) == ["Medusa"]
     assert absent_names("Which paper introduces TabPFN?", LEXICAL) == []
+
+
+def test_a_name_the_collection_has_but_the_top_paper_lacks_counts_against_it_by_its_rarity() -> None:
+    lacking = names_lacking("How does TabPFN compare with a ViT on OpenML-CC18?", TABPFN.text, LEXICAL)
+    assert list(lacking) == ["ViT"]  # TabPFN and OpenML-CC18 are in the paper; ViT only in DINOv2's
+    assert lacking["ViT"] > 0.0
+    assert names_lacking("Does TabPFN beat Medusa?", TABPFN.text, LEXICAL) == {}  # in no paper: absent_names' job
+    assert names_lacking("Which paper rotates query and key vectors?", ROPE.text, LEXICAL) == {}  # no name asked
+
+
+def test_a_question_asking_for_the_paper_that_introduces_an_unmentioned_name_is_ruled_out() -> None:
+    assert introduced_absent("Which paper proposes Medusa, with extra decoding heads?", LEXICAL) == ["Medusa"]
+    assert introduced_absent("Which work introduced SwAV's online clustering?", LEXICAL) == ["SwAV"]
+    assert introduced_absent("Which paper introduces TabPFN?", LEXICAL) == []  # the collection has it
+    assert introduced_absent("What speed-up does Medusa report over DINOv2?", LEXICAL) == []  # not asked as new
 
 
 def test_term_coverage_weights_rare_terms_over_common_ones() -> None:
@@ -151,6 +168,13 @@ def test_a_calibration_file_naming_an_unknown_signal_is_refused(tmp_path: Path) 
 def decided(question: str, *hits: PaperHit, settings: AnswerSettings | None = None) -> Decision:
     sources = prepare_sources(question, [h.passages[0] for h in hits], HashEmbedder(), 100)
     return decide(question, list(hits), sources, LEXICAL, calibration(), settings or AnswerSettings())
+
+
+def test_a_question_for_the_paper_introducing_an_unmentioned_name_is_refused_however_close_the_search() -> None:
+    decision = decided("Which paper proposes Medusa for tabular data?", hit(TABPFN, 1.0, 0.99))
+    assert not decision.answerable and decision.score == 0.0
+    assert "introduces Medusa" in decision.reason and "the model alone: answerability 0.99" in decision.reason
+    assert [h.paper_id for h in decision.closest] == ["ptab"]
 
 
 def test_a_question_below_the_threshold_is_refused_with_the_closest_papers_and_why() -> None:
