@@ -137,8 +137,7 @@ class Chosen:
 @dataclass(frozen=True)
 class Decision:
     answerable: bool
-    score: float  # P(the collection answers the question), from the calibrated model; 0 when nothing was found or
-    # a rule refused it
+    score: float  # P(answerable) from the calibrated model; 0 when nothing was found or a rule refused the question
     threshold: float
     reason: str
     chosen: tuple[Chosen, ...] = ()  # the papers the answer may cite, best first; empty when refused
@@ -216,7 +215,8 @@ def decide(
     closest = tuple(hits[: settings.max_passages])
     if not hits or not sources:
         return Decision(False, 0.0, threshold, "the search found no paper")
-    values = read_signals(question, hits, sources, lexical)
+    evidence = top_evidence(hits, sources)
+    values = signals(question, evidence, lexical)
     score = calibration.probability(values)
     introduced = introduced_absent(question, lexical)
     if introduced:  # a rule, not a weight: the paper that introduces a name writes it, and no paper here does
@@ -230,7 +230,7 @@ def decide(
         reason = f"answerability {score:.2f} is below {threshold}"
         if missing:
             reason += f"; no paper in the collection mentions {', '.join(missing)}"
-        lacking = names_lacking(question, top_evidence(hits, sources).top_text, lexical)
+        lacking = names_lacking(question, evidence.top_text, lexical)
         if lacking:
             reason += f"; the closest paper does not mention {', '.join(lacking)}"
         return Decision(False, score, threshold, reason, closest=closest, signals=values)
