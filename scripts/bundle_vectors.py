@@ -1,12 +1,16 @@
-"""Regenerate the vectors shipped with the bundled corpus: its chunks with the default search model, and the
-answer sentences of its evidence passages with the answer-sentence model.
+"""Regenerate the vectors shipped with the bundled corpus, its chunks' and its answer sentences'.
+
+The chunks are embedded by the search model (default backend unless --backend), the sentences of its evidence
+passages by the answer-sentence model.
 
     .venv/bin/python scripts/bundle_vectors.py    # writes data/vectors/<default embedder>.npz and
                                                   #        data/vectors/all-MiniLM-L6-v2.sentences.npz
     .venv/bin/python scripts/bundle_vectors.py --out DIR
+    .venv/bin/python scripts/bundle_vectors.py --backend onnx --no-sentences   # the fp32 file, shipped beside
 
-It uses the default model, backend and chunker settings, not PAPER_AGENT_* overrides: the file serves the default set-up
-(ingest refuses it under any other). About 1 minute on 2 CPU cores with the onnx-int8 backend, 5 with torch.
+It uses the default model and chunker settings, not PAPER_AGENT_* overrides: a file serves the set-up it was made
+with (ingest refuses it under any other). About 2.5 minutes on 2 AVX2 cores with the onnx-int8 backend (each text
+embedded alone), 3 with onnx, 5-10 with torch; the sentences 40 s.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import importlib.metadata
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
@@ -73,10 +77,15 @@ def bundle_sentences(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=BUNDLED_VECTORS, help="folder to write <model>.npz into")
+    backends = EmbedSettings.model_fields["backend"]
+    parser.add_argument(
+        "--backend", choices=get_args(backends.annotation), default=backends.default, help="search model's runtime"
+    )
+    parser.add_argument("--no-sentences", action="store_true", help="write only the search model's chunk vectors")
     args = parser.parse_args()
 
     settings = IndexSettings()
-    embedder = make_embedder(EmbedSettings(), batch_size=settings.embed_batch_size)
+    embedder = make_embedder(EmbedSettings(backend=args.backend), batch_size=settings.embed_batch_size)
     papers = read_paths([CORPUS]).papers
     start = time.perf_counter()
     path, header, cosines = bundle(papers, embedder, settings, args.out, progress=True)
@@ -86,6 +95,8 @@ def main() -> None:
         f"in {time.perf_counter() - start:.0f} s; float16 vs float32 cosine min {cosines.min():.7f}, "
         f"mean {cosines.mean():.7f}"
     )
+    if args.no_sentences:
+        return
     start = time.perf_counter()
     sentence_embedder = SentenceTransformerEmbedder(sentence_settings(), batch_size=settings.embed_batch_size)
     path, header = bundle_sentences(papers, sentence_embedder, settings, args.out, progress=True)

@@ -220,13 +220,15 @@ def test_writing_refuses_vectors_that_could_never_match(tmp_path: Path) -> None:
         write(tmp_path / "x.npz", ["a"], np.ones((1, 4), np.float32), ShippableEmbedder(), IndexSettings())
 
 
-def test_the_shipped_file_holds_every_chunk_of_the_bundled_corpus_as_the_default_set_up_makes_it() -> None:
-    path = vectors_path(BUNDLED_VECTORS, embedder_name(EmbedSettings()))
+@pytest.mark.parametrize("backend", [EmbedSettings().backend, "onnx"])  # the default's, and fp32's beside it
+def test_a_shipped_file_holds_every_chunk_of_the_bundled_corpus_as_its_set_up_makes_it(backend: str) -> None:
+    embed = EmbedSettings(backend=backend)
+    path = vectors_path(BUNDLED_VECTORS, embedder_name(embed))
     header, keys, _ = load(path)
     settings = IndexSettings()
-    assert header["fingerprint"] == fingerprint(EmbedSettings())
+    assert header["fingerprint"] == fingerprint(embed)
     assert (header["chunk_tokens"], header["chunk_overlap"]) == (settings.chunk_tokens, settings.chunk_overlap)
     texts = chunk_texts(read_paths([CORPUS]).papers, settings)
-    stale = "the shipped vectors are stale: run scripts/bundle_vectors.py"
-    assert {vector_key(embedder_name(EmbedSettings()), t) for t in texts} == {k.tobytes() for k in keys}, stale
+    stale = f"the shipped vectors are stale: run scripts/bundle_vectors.py --backend {backend}"
+    assert {vector_key(embedder_name(embed), t) for t in texts} == {k.tobytes() for k in keys}, stale
     assert path.stat().st_size < 5_000_000
