@@ -68,10 +68,15 @@ def _holds(dist: str, prefix: str) -> bool:
 
 
 @cache
+def _distributions_by_package() -> dict[str, list[str]]:
+    return packages_distributions()  # reads every installed distribution's file list: seconds, so once
+
+
+@cache
 def _owners(module: str) -> frozenset[str]:
     """The installed distributions that provide `module` (normalized names)."""
     parts = module.split(".")
-    candidates = packages_distributions().get(parts[0], [])
+    candidates = _distributions_by_package().get(parts[0], [])
     if len(candidates) > 1:
         # subtle: a namespace package (llama_index) is shared by several distributions; the module's own files
         # say which one it comes from, so an unused `llama-index-*` cannot hide behind the one we do import.
