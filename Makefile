@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# --no-compile, then compileall on every core: pip compiles each file one after the other, half of a fresh install
-# on 2 cores (187 s with it, 96 s without; compileall -j 0 then takes 49 s). Not compiling at all is slower still
-# where PYTHONDONTWRITEBYTECODE is set: every process would compile torch again as it starts (make run 14 -> 27 s).
+# --no-compile, then compileall on every core: pip compiles each file one after the other (a fresh `make install` on
+# 2 cores: 207 s that way, 165 s this way). Not compiling at all is slower still where PYTHONDONTWRITEBYTECODE is
+# set: every process would compile torch again as it starts (a second `make run` 14 -> 27 s).
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check --no-compile -c constraints.txt
 # The index and model-server log stay in the checkout for these verbs; an installed `paper-agent` defaults to
 # the per-user state folder (~/.local/state/paper-agent). Tests use temporary folders whatever this says.
