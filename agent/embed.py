@@ -132,6 +132,11 @@ def fingerprint(settings: EmbedSettings) -> str | None:
         return None
     if settings.backend == "torch":
         return f"sentence-transformers/torch; weights sha256:{MPNET_SHA256}"
+    if settings.backend == "onnx-int8":
+        # subtle: int8's vectors depend on the CPU's integer instructions, not only on the weights: the same texts
+        # embedded on an AVX-512 VNNI machine and on an AVX2-only one agreed to cosine 0.9933 at worst (mean 0.998),
+        # where fp32's agree to 1.00000. No file made on one machine can stand for another's int8 vectors.
+        return None
     from paper_agent.onnx_embed import RECIPES
 
     return f"onnxruntime/{settings.backend} ({RECIPES[settings.backend]}); weights sha256:{MPNET_SHA256}"

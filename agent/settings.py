@@ -79,9 +79,11 @@ class EmbedSettings(Section):
         description="Local sentence-transformers model folder to search with instead of `model`.",
     )
     backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        "onnx-int8",
-        description="Runtime of the search model: ONNX int8 (fastest; retrieval within 0.01 of fp32), ONNX Runtime "
-        "fp32 or PyTorch (the same fp32 vectors); the index records it with the model, so a change re-embeds.",
+        "onnx",
+        description="Runtime of the search model: ONNX Runtime fp32 or PyTorch (the same vectors), or ONNX int8 "
+        "(faster where a core is busy; retrieval within 0.01 of fp32; its vectors differ between CPUs' integer "
+        "instructions, so the bundled corpus is embedded, not taken from a file); the index records it with the "
+        "model, so a change re-embeds.",
     )
     device: str = Field("cpu", description="Torch device for the embedding model (backend torch).")
 

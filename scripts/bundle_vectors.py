@@ -6,11 +6,12 @@ passages by the answer-sentence model.
     .venv/bin/python scripts/bundle_vectors.py    # writes data/vectors/<default embedder>.npz and
                                                   #        data/vectors/all-MiniLM-L6-v2.sentences.npz
     .venv/bin/python scripts/bundle_vectors.py --out DIR
-    .venv/bin/python scripts/bundle_vectors.py --backend onnx --no-sentences   # the fp32 file, shipped beside
+    .venv/bin/python scripts/bundle_vectors.py --backend torch --no-sentences   # PyTorch's file, for that backend
 
 It uses the default model and chunker settings, not PAPER_AGENT_* overrides: a file serves the set-up it was made
-with (ingest refuses it under any other). About 2.5 minutes on 2 AVX2 cores with the onnx-int8 backend (each text
-embedded alone), 3 with onnx, 5-10 with torch; the sentences 40 s.
+with (ingest refuses it under any other). About 3 minutes on 2 AVX2 cores with onnx, 5-10 with torch; the sentences
+40 s. `--backend onnx-int8` is refused: int8's vectors differ from one CPU's integer instructions to another's
+(`agent/embed.py`, `fingerprint`), so no file can stand for them.
 """
 
 from __future__ import annotations

@@ -140,7 +140,6 @@ def test_the_wheel_carries_everything_under_one_package_name(installed: Installe
         "paper_agent/web/app.py",
         "paper_agent/prompts/answer.txt",
         "paper_agent/eval/datasets/public.jsonl",
-        "paper_agent/data/vectors/all-mpnet-base-v2+onnx-int8.npz",
         "paper_agent/data/vectors/all-mpnet-base-v2+onnx.npz",
         "paper_agent/answerability.json",
     ):
