@@ -29,7 +29,7 @@ from paper_agent.bundled_vectors import BUNDLED_VECTORS, load, vector_key, vecto
 from paper_agent.chunking import chunk_paper, embedding_text
 from paper_agent.corpus import read_paths
 from paper_agent.data import CORPUS
-from paper_agent.embed import Embedder, SentenceTransformerEmbedder, make_embedder, sentence_settings
+from paper_agent.embed import Embedder, SentenceTransformerEmbedder, fingerprint, make_embedder, sentence_settings
 from paper_agent.sentence_store import SHIPPED_KIND, evidence_sentences
 from paper_agent.settings import EmbedSettings, IndexSettings
 from paper_agent.types import Paper
@@ -84,6 +84,8 @@ def main() -> None:
     )
     parser.add_argument("--no-sentences", action="store_true", help="write only the search model's chunk vectors")
     args = parser.parse_args()
+    if fingerprint(EmbedSettings(backend=args.backend)) is None:
+        parser.error(f"--backend {args.backend}: its vectors differ between CPUs, so no file can stand for them")
 
     settings = IndexSettings()
     embedder = make_embedder(EmbedSettings(backend=args.backend), batch_size=settings.embed_batch_size)
