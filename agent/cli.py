@@ -55,7 +55,8 @@ def cmd_ask(args: argparse.Namespace, agent: PaperAgent) -> int:
     from paper_agent.embed import use_threads
     from paper_agent.types import Delta, Final, Sources
 
-    use_threads(agent.embedder, agent.settings.serve.embed_threads)  # one query: a thread team only spins (see serve)
+    # one query: a thread team only spins (see serve)
+    use_threads(agent.settings.serve.embed_threads, agent.embedder, agent.sentence_embedder)
     from paper_agent.llm_server import ensure_server
 
     ensure_server(agent.settings)  # the configured server, else reuse the local one or start one (it stays up)
@@ -157,7 +158,7 @@ def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
     if sentences.shipped or sentences.embedded or sentences.deleted:
         print(f"answer sentences' vectors brought in line with the index: {sentences}", flush=True)
     error = _ready_model_server(settings)
-    use_threads(searcher, settings.serve.embed_threads)
+    use_threads(settings.serve.embed_threads, searcher, agent.sentence_embedder)
     agent.warm_up()  # loads the models and any lexical index now, not during the first request
     supervisor = supervise(settings, error)  # None for a configured URL: that server is only reported
     run(agent, args.host or settings.serve.host, args.port or settings.serve.port, cache, supervisor)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from paper_agent.corpus import ReadReport, read_paths
 from paper_agent.data import CORPUS
 from paper_agent.decide import Calibration, Decision, decide, load_calibration
-from paper_agent.embed import Embedder, SentenceTransformerEmbedder, make_embedder, sentence_settings
+from paper_agent.embed import Embedder, make_embedder, make_sentence_embedder, sentence_settings
 from paper_agent.errors import AgentError
 from paper_agent.generation import Write
 from paper_agent.index import Index, IngestStats, OnBatch
@@ -73,7 +73,7 @@ class PaperAgent:
         embed = self.settings.embed
         if embed == sentence_settings(embed.device):
             return self.embedder
-        return SentenceTransformerEmbedder(sentence_settings(embed.device))
+        return make_sentence_embedder(batch_size=self.settings.index.embed_batch_size)
 
     @cached_property
     def _beside_search(self) -> ThreadPoolExecutor:

@@ -150,7 +150,7 @@ def main() -> None:
         agent_ = PaperAgent(settings, chat_model=timed)
         # As `paper-agent serve` does: one thread for query-time embedding. Two threads on a shared 2-core
         # machine spin against the model server and made embedding one question ~25x slower in our measurements.
-        use_threads(agent_.embedder, settings.serve.embed_threads)
+        use_threads(settings.serve.embed_threads, agent_.embedder, agent_.sentence_embedder)
         agent_.ask("warm-up: which paper introduces sparse attention kernels?")  # loads models, fills the cache
         asked, raw = [], []
         for question in questions:  # interleaved, so both sides see the same load on a shared machine

@@ -69,9 +69,9 @@ def main() -> None:
     model = raw.model  # type: ignore[attr-defined]  # sentence-transformers itself, not our wrapper
     encode = lambda batch: model.encode(batch, batch_size=settings.embed_batch_size, normalize_embeddings=True)  # noqa: E731
     reference = np.asarray(encode(texts), dtype=np.float32)
-    use_threads(raw, 1)
+    use_threads(1, raw)
     raw_query = per_query_ms(_Raw(encode), questions, args.repeat)
-    use_threads(raw, cores)
+    use_threads(cores, raw)
     raw_chunks = len(texts) / (median_ms(lambda: encode(texts), args.repeat) / 1000)
 
     print(f"{len(questions)} questions one at a time; {len(texts)} chunk texts in batches; {args.repeat} passes")
@@ -80,9 +80,9 @@ def main() -> None:
     for backend in args.backends.split(","):
         embedder = make_embedder(EmbedSettings(backend=backend), batch_size=settings.embed_batch_size)
         embedder.embed(texts[:8])  # warm-up
-        use_threads(embedder, 1)
+        use_threads(1, embedder)
         one = per_query_ms(embedder, questions, args.repeat)
-        use_threads(embedder, cores)
+        use_threads(cores, embedder)
         every = per_query_ms(embedder, questions, args.repeat)
         vectors = embedder.embed(texts)
         chunks = len(texts) / (median_ms(partial(embedder.embed, texts), args.repeat) / 1000)
