@@ -1,7 +1,7 @@
 """The embedding models on ONNX Runtime: exported once from the local model folder, fp32 or int8, no torch at run time.
 
 The export is made here, offline, the first time a backend needs it, and kept beside the assembled models with a
-manifest: the weights' SHA-256 it was made from, the recipe, and each `.onnx` file's SHA-256, checked on every load.
+manifest: the weights' SHA-256 it was made from, and each `.onnx` file's recipe and SHA-256, checked on every load.
 
 - `onnx`: the transformer traced to ONNX (opset 17) and run with every graph optimisation; fp32 maths, so the
   vectors match PyTorch's (cosine >= 0.9999 on the corpus's chunks).
@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 import tempfile
 import warnings
@@ -42,7 +43,6 @@ FILES: dict[Variant, str] = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx
 # int8 is quantized, so a change there leaves fp32 vectors, the bundled corpus's shipped ones among them, valid.
 RECIPES: dict[Variant, str] = {"onnx": "torch-onnx-opset17"}
 RECIPES["onnx-int8"] = RECIPES["onnx"] + "; int8: dynamic, per-channel QInt8 7-bit weights, ffn-out fp32; v3"
-RECIPE = RECIPES["onnx-int8"]  # the export's manifest: both files are made together
 OPSET = 17
 # Texts run together at most: on a CPU a bigger batch only adds attention-matrix traffic. Measured on 128 corpus
 # chunks, fp32, 2 cores: 64 a batch 6.2 chunks/s, 16 9.4, 4 11.1, 1 11.3 (short queries gain a little from 4).
@@ -53,14 +53,21 @@ EXPORTS = Path(sys.prefix) / "share" / "paper-agent" / "onnx"  # beside the asse
 
 
 def exported(folder: Path, variant: Variant, weights_sha: str, exports: Path = EXPORTS) -> Path:
-    """The `.onnx` file of `variant` for the model in `folder`, exported (once) under `exports` if not there yet."""
+    """The `.onnx` file of `variant` for the model in `folder`, made (once) under `exports` if not there yet.
+
+    fp32 is traced from the weights; int8 is quantized from fp32 the first time it is asked for (8 s for mpnet on
+    2 cores, which a process that only uses fp32 never pays)."""
     home = exports / f"{folder.name}-{weights_sha[:16]}"
     manifest = _manifest(home)
-    if manifest is None or manifest.get("recipe") != RECIPE or manifest.get("weights_sha256") != weights_sha:
-        log.warning("exporting %s to ONNX once (fp32 and int8), into %s", folder.name, home)
+    if manifest is None or manifest.get("weights_sha256") != weights_sha or not _holds(manifest, "onnx"):
+        log.warning("exporting %s to ONNX once, into %s", folder.name, home)
         _export(folder, home, weights_sha)
         manifest = _manifest(home)
-        assert manifest is not None  # written by _export
+    if variant == "onnx-int8" and not _holds(manifest, variant):
+        log.warning("quantizing %s's ONNX export to int8 once, in %s", folder.name, home)
+        _quantize(home, _ffn_width(folder))
+        manifest = _manifest(home)
+    assert manifest is not None  # written by _export
     path = home / FILES[variant]
     if not path.is_file() or _sha256(path) != manifest["files"][FILES[variant]]:
         raise AgentError(f"{path} does not match the hash its export recorded: delete {home} to export it again")
@@ -74,37 +81,74 @@ def _manifest(home: Path) -> dict[str, Any] | None:
         return None
 
 
+def _holds(manifest: dict[str, Any] | None, variant: Variant) -> bool:
+    """Whether the export holds `variant`'s file made by today's recipe (else it is made again)."""
+    if manifest is None:
+        return False
+    return manifest.get("recipes", {}).get(variant) == RECIPES[variant] and FILES[variant] in manifest.get("files", {})
+
+
+def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Replace `folder`'s manifest in one rename, so a reader never sees half of one."""
+    written = folder / f".manifest-{os.getpid()}.json"
+    written.write_text(json.dumps(manifest, indent=2))
+    os.replace(written, folder / "manifest.json")
+
+
 def _export(folder: Path, home: Path, weights_sha: str) -> None:
-    """Trace the transformer to fp32 ONNX, quantize a copy to int8, and move both into `home` with a manifest.
+    """Trace the transformer to fp32 ONNX and move it into `home` with a manifest.
 
     Built in a temporary folder beside `home`, so a crash or a concurrent first use never leaves half an export."""
     import onnxruntime
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     home.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=home.parent, prefix=f".{home.name}-") as tmp:
-        fp32, int8 = Path(tmp) / FILES["onnx"], Path(tmp) / FILES["onnx-int8"]
-        intermediate_size = _trace(folder, fp32)
+        fp32 = Path(tmp) / FILES["onnx"]
+        _trace(folder, fp32)
+        versions = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
+        manifest = {
+            "weights_sha256": weights_sha,
+            "recipes": {"onnx": RECIPES["onnx"]},
+            "files": {fp32.name: _sha256(fp32)},
+            "versions": versions,
+        }
+        _write_manifest(Path(tmp), manifest)
+        if home.exists():
+            home.rename(Path(tmp) / "stale")  # an older recipe's export: deleted with the temporary folder
+        _move_into(Path(tmp), home, [fp32.name, "manifest.json"])
+
+
+def _quantize(home: Path, intermediate_size: int) -> None:
+    """Quantize `home`'s fp32 graph to int8 beside it and add it to the manifest (each step one rename)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(dir=home, prefix=".int8-") as tmp:
+        int8 = Path(tmp) / FILES["onnx-int8"]
         quantize_dynamic(
-            fp32,
+            home / FILES["onnx"],
             int8,
             weight_type=QuantType.QInt8,
             per_channel=True,
             reduce_range=True,  # 7-bit weights: no saturation on CPUs without VNNI (module docstring)
-            nodes_to_quantize=_quantizable(fp32, intermediate_size),
+            nodes_to_quantize=_quantizable(home / FILES["onnx"], intermediate_size),
         )
-        files = {p.name: _sha256(p) for p in (fp32, int8)}
-        versions = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
-        manifest = {"recipe": RECIPE, "weights_sha256": weights_sha, "files": files, "versions": versions}
-        (Path(tmp) / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        if home.exists():
-            home.rename(Path(tmp) / "stale")  # an older recipe's export: deleted with the temporary folder
-        _move_into(Path(tmp), home)
+        digest = _sha256(int8)
+        os.replace(int8, home / int8.name)  # a concurrent first use writes the same bytes
+    manifest = _manifest(home)
+    assert manifest is not None
+    manifest["recipes"]["onnx-int8"] = RECIPES["onnx-int8"]
+    manifest["files"][FILES["onnx-int8"]] = digest
+    _write_manifest(home, manifest)
 
 
-def _trace(folder: Path, target: Path) -> int:
-    """Write the transformer as fp32 ONNX, token vectors out (pooling is done outside); returns its FFN width."""
+def _ffn_width(folder: Path) -> int:
+    """The model's feed-forward width (its config's `intermediate_size`): those projections' outputs stay fp32."""
+    return int(json.loads((folder / "config.json").read_text())["intermediate_size"])
+
+
+def _trace(folder: Path, target: Path) -> None:
+    """Write the transformer as fp32 ONNX, token vectors out (pooling is done outside)."""
     import torch
     from transformers import AutoModel
 
@@ -131,14 +175,13 @@ def _trace(folder: Path, target: Path) -> int:
             opset_version=OPSET,
             dynamo=False,  # the TorchScript exporter: no onnxscript needed, and the dynamic axes as declared
         )
-    return int(model.config.intermediate_size)
 
 
-def _move_into(built: Path, home: Path) -> None:
-    """Publish the files built in `built` as `home` (a rename of a fresh folder, so never half there)."""
+def _move_into(built: Path, home: Path, names: list[str]) -> None:
+    """Publish the files `names` built in `built` as `home` (a rename of a fresh folder, so never half there)."""
     fresh = built / "export"
     fresh.mkdir()
-    for name in (*FILES.values(), "manifest.json"):
+    for name in names:
         (built / name).rename(fresh / name)
     try:
         fresh.rename(home)

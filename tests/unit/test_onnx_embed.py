@@ -96,6 +96,17 @@ def test_an_export_is_made_once_and_checked_against_its_recorded_hash(tiny_model
         exported(tiny_model, "onnx", weights, tmp_path)
 
 
+def test_int8_is_quantized_only_when_first_asked_for_and_fp32_is_kept(tiny_model: Path, tmp_path: Path) -> None:
+    weights = sha256_of(tiny_model / "model.safetensors")
+    fp32 = exported(tiny_model, "onnx", weights, tmp_path)
+    assert not (fp32.parent / FILES["onnx-int8"]).exists()  # fp32 alone: no quantization paid for it
+    made = fp32.stat().st_mtime_ns
+    int8 = exported(tiny_model, "onnx-int8", weights, tmp_path)
+    assert int8.parent == fp32.parent and fp32.stat().st_mtime_ns == made  # added beside, fp32 not made again
+    assert exported(tiny_model, "onnx-int8", weights, tmp_path).stat().st_mtime_ns == int8.stat().st_mtime_ns
+    assert sorted(p.name for p in fp32.parent.iterdir()) == sorted([*FILES.values(), "manifest.json"])
+
+
 def test_other_pooling_is_refused_by_name(tiny_model: Path, tmp_path: Path) -> None:
     other = tmp_path / "max-pooled"
     other.mkdir()
