@@ -245,6 +245,9 @@ class OnnxEmbedder:
             return
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
+        # Threads sleep between runs instead of spinning: a spinning team takes cores from the model server and
+        # Chroma. Measured on one query at a time, 2 threads: 37.6-39.0 ms a query either way.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.threads = threads

@@ -209,14 +209,18 @@ class ServeSettings(Section):
     ui: bool = Field(True, description="Mount the Gradio chat UI at `/`.")
     examples: int = Field(4, ge=0, le=20, description="Example questions the chat UI offers.")
     embed_workers: int = Field(
-        2,
+        1,
         ge=1,
         le=64,
         description="Batches of queries embedded at once while serving, each on `embed_threads` threads (ONNX "
         "backends; the torch backend's tokenizer takes one at a time).",
     )
     embed_threads: int = Field(
-        1, ge=1, le=256, description="Threads a batch of queries is embedded on while serving (the rest serve HTTP)."
+        2,
+        ge=1,
+        le=256,
+        description="Threads a batch of queries (or one question) is embedded on while serving (ONNX backends; "
+        "PyTorch's take one).",
     )
     query_cache: int = Field(
         1024,
@@ -264,6 +268,12 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     serve: ServeSettings = ServeSettings()
     eval: EvalSettings = EvalSettings()
+
+    @property
+    def query_threads(self) -> int:
+        """Threads a batch of queries is embedded on while answering: `serve.embed_threads` on ONNX Runtime, whose
+        threads sleep between runs; one on PyTorch, whose OpenMP threads spin against the model server's."""
+        return self.serve.embed_threads if self.embed.backend != "torch" else 1
 
 
 def field_bounds(section: type[BaseModel], name: str) -> tuple[Any, Any]:

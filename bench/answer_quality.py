@@ -87,7 +87,7 @@ def main() -> None:
         wanted = set(args.ids.split(","))
         questions = [q for q in questions if q["id"] in wanted]
     agent_ = PaperAgent()
-    use_threads(agent_.settings.serve.embed_threads, agent_.embedder, agent_.sentence_embedder)  # as `serve` does
+    use_threads(agent_.settings.query_threads, agent_.embedder, agent_.sentence_embedder)  # as `serve` does
     summary = run(agent_, questions[: args.limit], args.out)
     print(json.dumps(summary, indent=2))
 

@@ -148,9 +148,9 @@ def main() -> None:
     try:
         timed = TimedModel(resolve_model(settings))
         agent_ = PaperAgent(settings, chat_model=timed)
-        # As `paper-agent serve` does: one thread for query-time embedding. Two threads on a shared 2-core
-        # machine spin against the model server and made embedding one question ~25x slower in our measurements.
-        use_threads(settings.serve.embed_threads, agent_.embedder, agent_.sentence_embedder)
+        # As `paper-agent serve` does: `serve.embed_threads` for query-time embedding on ONNX Runtime (its threads
+        # sleep between runs), one on PyTorch (its OpenMP threads spin against the model server's: ~25x slower).
+        use_threads(settings.query_threads, agent_.embedder, agent_.sentence_embedder)
         agent_.ask("warm-up: which paper introduces sparse attention kernels?")  # loads models, fills the cache
         asked, raw = [], []
         for question in questions:  # interleaved, so both sides see the same load on a shared machine
