@@ -134,7 +134,9 @@ def _quantize(home: Path, intermediate_size: int) -> None:
             nodes_to_quantize=_quantizable(home / FILES["onnx"], intermediate_size),
         )
         digest = _sha256(int8)
-        os.replace(int8, home / int8.name)  # a concurrent first use writes the same bytes
+        # subtle: two processes quantizing at once each replace the file, then the manifest; quantizing is
+        # deterministic, so both write the same bytes (were they not, the hash check on load would say so).
+        os.replace(int8, home / int8.name)
     manifest = _manifest(home)
     assert manifest is not None
     manifest["recipes"]["onnx-int8"] = RECIPES["onnx-int8"]
@@ -143,7 +145,7 @@ def _quantize(home: Path, intermediate_size: int) -> None:
 
 
 def _ffn_width(folder: Path) -> int:
-    """The model's feed-forward width (its config's `intermediate_size`): those projections' outputs stay fp32."""
+    """The model's feed-forward width (its config's `intermediate_size`): the projections back from it stay fp32."""
     return int(json.loads((folder / "config.json").read_text())["intermediate_size"])
 
 
