@@ -147,8 +147,8 @@ def cmd_serve(args: argparse.Namespace, agent: PaperAgent) -> int:
     # straight through.
     searcher = agent.embedder
     cache = QueryCache(settings.serve.query_cache)
-    workers = settings.serve.embed_workers if settings.embed.backend != "torch" else 1
-    agent = PaperAgent(settings, embedder=CachingEmbedder(BatchingEmbedder(searcher, workers=workers), cache))
+    batching = BatchingEmbedder(searcher, workers=settings.query_workers)
+    agent = PaperAgent(settings, embedder=CachingEmbedder(batching, cache))
     if agent.index.stats()["chunks"] == 0:
         print(f"the index at {settings.data_dir} is empty: ingesting the bundled corpus", flush=True)
         cmd_ingest(argparse.Namespace(paths=[], quiet=False), agent)

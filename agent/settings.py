@@ -275,6 +275,12 @@ class Settings(BaseSettings):
         threads sleep between runs; one on PyTorch, whose OpenMP threads spin against the model server's."""
         return self.serve.embed_threads if self.embed.backend != "torch" else 1
 
+    @property
+    def query_workers(self) -> int:
+        """Batches of queries embedded at once while serving: `serve.embed_workers` on ONNX Runtime; one on PyTorch,
+        whose tokenizer takes one call at a time."""
+        return self.serve.embed_workers if self.embed.backend != "torch" else 1
+
 
 def field_bounds(section: type[BaseModel], name: str) -> tuple[Any, Any]:
     """A field's inclusive bounds (`ge`, `le`; None where open), for front ends that check the same limit."""
