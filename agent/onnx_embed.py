@@ -83,9 +83,8 @@ def _manifest(home: Path) -> dict[str, Any] | None:
 
 def _holds(manifest: dict[str, Any] | None, variant: Variant) -> bool:
     """Whether the export holds `variant`'s file made by today's recipe (else it is made again)."""
-    if manifest is None:
-        return False
-    return manifest.get("recipes", {}).get(variant) == RECIPES[variant] and FILES[variant] in manifest.get("files", {})
+    recipes, files = (manifest or {}).get("recipes", {}), (manifest or {}).get("files", {})
+    return recipes.get(variant) == RECIPES[variant] and FILES[variant] in files
 
 
 def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
@@ -134,11 +133,11 @@ def _quantize(home: Path, intermediate_size: int) -> None:
             nodes_to_quantize=_quantizable(home / FILES["onnx"], intermediate_size),
         )
         digest = _sha256(int8)
-        # subtle: two processes quantizing at once each replace the file, then the manifest; quantizing is
-        # deterministic, so both write the same bytes (were they not, the hash check on load would say so).
+        # subtle: two processes quantizing at once each replace the file, then the manifest: quantizing is
+        # deterministic, so both write the same bytes (else the hash check on load says so).
         os.replace(int8, home / int8.name)
     manifest = _manifest(home)
-    assert manifest is not None
+    assert manifest is not None  # written by _export
     manifest["recipes"]["onnx-int8"] = RECIPES["onnx-int8"]
     manifest["files"][FILES["onnx-int8"]] = digest
     _write_manifest(home, manifest)
